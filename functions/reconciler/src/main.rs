@@ -1,0 +1,29 @@
+//! Reconciles batches from the SQS FIFO queue: applies the field-ownership rules against the
+//! DynamoDB record state with conditional writes, writes the winning values to the other systems,
+//! and reports failed messages individually. Configuration: see `fieldsync_lambda::config`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use fieldsync_aws::DynamoStore;
+use fieldsync_lambda::config::{connections_from_env, load_rules, Environment, ProcessEnvironment};
+use fieldsync_lambda::reconciler::handle;
+use fieldsync_pipeline::Reconciler;
+use lambda_runtime::{service_fn, Error};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    fieldsync_lambda::init_tracing();
+    let env = ProcessEnvironment;
+    let rules = Arc::new(load_rules(&env)?);
+    let table = env.require("FIELDSYNC_TABLE_NAME")?;
+    let mut systems = BTreeMap::new();
+    for connection in connections_from_env(&env, &rules)? {
+        systems.insert(connection.system.clone(), connection.client()?);
+    }
+
+    let dynamodb = aws_sdk_dynamodb::Client::new(&fieldsync_aws::sdk_config().await);
+    let reconciler = Reconciler::new(rules, Arc::new(DynamoStore::new(dynamodb, table)), systems);
+
+    lambda_runtime::run(service_fn(|event| handle(&reconciler, event))).await
+}

@@ -1,0 +1,68 @@
+//! Webhook formats: signature schemes and payload mappings, one module per sender.
+
+pub mod shopify;
+pub mod signed_json;
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use crate::ids::FieldName;
+use crate::wire::Wire;
+
+/// Copies `wire` into `fields` under `name` when the payload has the member.
+fn put(fields: &mut BTreeMap<FieldName, Wire>, name: &str, wire: Option<&Wire>) {
+    if let Some(wire) = wire {
+        fields.insert(FieldName::new(name), wire.clone());
+    }
+}
+
+/// Rewrites a decimal given as a number or a string into its shortest decimal text, so two
+/// systems that write `21.25` and `"21.250"` give equal JSON values. Other values pass through.
+fn canonical_decimal(wire: &Wire) -> Wire {
+    let text = match wire {
+        Wire::Number(text) | Wire::Text(text) => text,
+        other => return other.clone(),
+    };
+    match Decimal::from_str(text.trim()) {
+        Ok(amount) => Wire::Text(amount.normalize().to_string()),
+        Err(_) => wire.clone(),
+    }
+}
+
+/// Builds a list of objects that keeps only `members`, renamed from the sender's names, with
+/// decimals in canonical form: `[(sender name, canonical name, is decimal)]`.
+fn canonical_rows(rows: &Wire, members: &[(&str, &str, bool)]) -> Wire {
+    let items = rows
+        .items()
+        .iter()
+        .map(|row| {
+            let mut map = BTreeMap::new();
+            for (from, to, decimal) in members {
+                if let Some(value) = row.get(from) {
+                    let value = if *decimal {
+                        canonical_decimal(value)
+                    } else {
+                        value.clone()
+                    };
+                    map.insert((*to).to_owned(), value);
+                }
+            }
+            Wire::Map(map)
+        })
+        .collect();
+    Wire::List(items)
+}
+
+/// Order line items in the canonical shape both sides compare: sku, quantity, unit price.
+fn canonical_lines(rows: &Wire, price_member: &str) -> Wire {
+    canonical_rows(
+        rows,
+        &[
+            ("sku", "sku", false),
+            ("quantity", "quantity", true),
+            (price_member, "unit_price", true),
+        ],
+    )
+}

@@ -1,0 +1,29 @@
+//! The pure domain core of fieldsync.
+//!
+//! Records, field-ownership rules, the per-field decision, webhook verification and payload
+//! normalization live here as synchronous code with no AWS, Lambda, HTTP or async runtime
+//! dependency. Storage, the queue and the outside systems are reached through the traits in
+//! [`ports`], which adapter crates implement.
+
+pub mod change;
+pub mod decide;
+pub mod formats;
+pub mod ids;
+pub mod ingest;
+pub mod ports;
+pub mod record;
+pub mod rules;
+pub mod secret;
+pub mod signature;
+pub mod value;
+pub mod wire;
+
+pub use change::ChangeSet;
+pub use decide::{reconcile, Decision, Outcome, Reconciliation};
+pub use ids::{EntityType, FieldName, RecordKey, SystemId};
+pub use ingest::{InboundRequest, Normalized, Rejection, WebhookFormat};
+pub use record::{FieldState, OutboundWrite, Record, Seen, Version, WriteKind};
+pub use rules::{Rules, RulesError};
+pub use secret::Secret;
+pub use value::{FieldType, FieldValue, InvalidValue};
+pub use wire::Wire;

@@ -1,0 +1,316 @@
+//! Typed configuration, read once from the environment at cold start.
+//!
+//! | Variable | Used by | Meaning |
+//! | --- | --- | --- |
+//! | `FIELDSYNC_RULES_FILE` | all | path of the rules file (default `rules.toml`) |
+//! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
+//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify` or `signed-json` |
+//! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets; two during a rotation |
+//! | `FIELDSYNC_SIGNATURE_TOLERANCE_SECS` | receivers | accepted clock skew of signed timestamps (default 300) |
+//! | `FIELDSYNC_QUEUE_URL` | receivers, CLI | the SQS FIFO queue |
+//! | `FIELDSYNC_DEAD_LETTER_QUEUE_URL` | CLI | its dead-letter queue |
+//! | `FIELDSYNC_TABLE_NAME` | reconciler | the DynamoDB table |
+//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify` or `erp-rest` |
+//! | `FIELDSYNC_<SYSTEM>_BASE_URL`, `FIELDSYNC_<SYSTEM>_TOKEN` | reconciler | API base URL and token per system |
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Duration;
+use fieldsync_connectors::erp::{ErpClient, ErpClientConfig};
+use fieldsync_connectors::storefront::{ShopifyClient, ShopifyConfig};
+use fieldsync_core::formats::shopify::ShopifyFormat;
+use fieldsync_core::formats::signed_json::SignedJsonFormat;
+use fieldsync_core::ports::SystemClient;
+use fieldsync_core::{Rules, RulesError, Secret, SystemId, WebhookFormat};
+
+/// Default accepted skew between a signed timestamp and the receive time.
+const DEFAULT_TOLERANCE_SECS: i64 = 300;
+
+/// A configuration value that is missing or invalid, named by its variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("missing environment variable {variable}")]
+    Missing { variable: String },
+    #[error("invalid environment variable {variable}: {reason}")]
+    Invalid { variable: String, reason: String },
+    #[error("cannot read rules file {path}")]
+    RulesUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("cannot build the connector for system {system}")]
+    Connector {
+        system: SystemId,
+        #[source]
+        source: fieldsync_connectors::ConnectorError,
+    },
+}
+
+/// Reads variables from the process environment, or from a map in tests.
+pub trait Environment {
+    /// Returns the value of `name`, if set and not empty.
+    fn get(&self, name: &str) -> Option<String>;
+
+    /// Returns the value of `name`, or a [`ConfigError::Missing`] naming it.
+    fn require(&self, name: &str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError::Missing {
+            variable: name.to_owned(),
+        })
+    }
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|value| !value.is_empty())
+    }
+}
+
+impl Environment for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        BTreeMap::get(self, name).filter(|value| !value.is_empty()).cloned()
+    }
+}
+
+/// Loads the rules file named by `FIELDSYNC_RULES_FILE` (default `rules.toml`).
+pub fn load_rules(env: &dyn Environment) -> Result<Rules, ConfigError> {
+    let path = PathBuf::from(
+        env.get("FIELDSYNC_RULES_FILE")
+            .unwrap_or_else(|| "rules.toml".to_owned()),
+    );
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::RulesUnreadable {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Rules::parse(&path.display().to_string(), &text)?)
+}
+
+/// Which webhook format a receiver verifies and reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatKind {
+    Shopify,
+    SignedJson,
+}
+
+/// The configuration of a webhook receiver function.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    pub integration: String,
+    pub system: SystemId,
+    pub format: FormatKind,
+    pub webhook_secrets: Vec<Secret>,
+    pub signature_tolerance_secs: i64,
+}
+
+impl ReceiverConfig {
+    /// Reads the receiver's variables; the rules give the integration name and the system list.
+    pub fn from_env(env: &dyn Environment, rules: &Rules) -> Result<Self, ConfigError> {
+        let system = SystemId::new(env.require("FIELDSYNC_SOURCE_SYSTEM")?);
+        if !rules.systems.contains_key(&system) {
+            let reason = format!("system {system} is not declared in the rules");
+            return Err(ConfigError::Invalid {
+                variable: "FIELDSYNC_SOURCE_SYSTEM".into(),
+                reason,
+            });
+        }
+        let format = match env.require("FIELDSYNC_WEBHOOK_FORMAT")?.as_str() {
+            "shopify" => FormatKind::Shopify,
+            "signed-json" => FormatKind::SignedJson,
+            other => {
+                let reason = format!("{other:?} is not a format; expected shopify or signed-json");
+                return Err(ConfigError::Invalid {
+                    variable: "FIELDSYNC_WEBHOOK_FORMAT".into(),
+                    reason,
+                });
+            }
+        };
+        let webhook_secrets: Vec<Secret> = env
+            .require("FIELDSYNC_WEBHOOK_SECRETS")?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect();
+        let signature_tolerance_secs = match env.get("FIELDSYNC_SIGNATURE_TOLERANCE_SECS") {
+            None => DEFAULT_TOLERANCE_SECS,
+            Some(text) => text.parse().map_err(|_| ConfigError::Invalid {
+                variable: "FIELDSYNC_SIGNATURE_TOLERANCE_SECS".into(),
+                reason: format!("{text:?} is not a whole number of seconds"),
+            })?,
+        };
+        Ok(Self {
+            integration: rules.integration.clone(),
+            system,
+            format,
+            webhook_secrets,
+            signature_tolerance_secs,
+        })
+    }
+
+    /// Builds the webhook format this receiver verifies and reads.
+    pub fn webhook_format(&self) -> Arc<dyn WebhookFormat> {
+        match self.format {
+            FormatKind::Shopify => Arc::new(ShopifyFormat {
+                integration: self.integration.clone(),
+                source: self.system.clone(),
+                secrets: self.webhook_secrets.clone(),
+            }),
+            FormatKind::SignedJson => Arc::new(SignedJsonFormat {
+                integration: self.integration.clone(),
+                source: self.system.clone(),
+                secrets: self.webhook_secrets.clone(),
+                tolerance: Duration::seconds(self.signature_tolerance_secs),
+            }),
+        }
+    }
+}
+
+/// Which outbound connector serves a system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorKind {
+    Shopify,
+    ErpRest,
+}
+
+/// How the reconciler reaches one system.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub system: SystemId,
+    pub connector: ConnectorKind,
+    pub base_url: String,
+    pub token: Secret,
+}
+
+impl Connection {
+    /// Builds the outbound client for this connection.
+    pub fn client(&self) -> Result<Arc<dyn SystemClient>, ConfigError> {
+        let error = |source| ConfigError::Connector {
+            system: self.system.clone(),
+            source,
+        };
+        Ok(match self.connector {
+            ConnectorKind::Shopify => {
+                let config = ShopifyConfig::new(self.system.clone(), self.base_url.clone(), self.token.clone());
+                Arc::new(ShopifyClient::new(config).map_err(error)?)
+            }
+            ConnectorKind::ErpRest => {
+                let config = ErpClientConfig::new(self.system.clone(), self.base_url.clone(), self.token.clone());
+                Arc::new(ErpClient::new(config).map_err(error)?)
+            }
+        })
+    }
+}
+
+/// Reads `FIELDSYNC_CONNECTIONS` and each system's URL and token.
+pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<Connection>, ConfigError> {
+    let variable = "FIELDSYNC_CONNECTIONS";
+    let mut connections = Vec::new();
+    for pair in env
+        .require(variable)?
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let invalid = |reason: String| ConfigError::Invalid {
+            variable: variable.into(),
+            reason,
+        };
+        let (system, connector) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("{pair:?} is not system=connector")))?;
+        let system = SystemId::new(system.trim());
+        if !rules.systems.contains_key(&system) {
+            return Err(invalid(format!("system {system} is not declared in the rules")));
+        }
+        let connector = match connector.trim() {
+            "shopify" => ConnectorKind::Shopify,
+            "erp-rest" => ConnectorKind::ErpRest,
+            other => {
+                return Err(invalid(format!(
+                    "{other:?} is not a connector; expected shopify or erp-rest"
+                )))
+            }
+        };
+        let prefix = format!("FIELDSYNC_{}", system.as_str().to_ascii_uppercase().replace('-', "_"));
+        let base_url = env.require(&format!("{prefix}_BASE_URL"))?;
+        let token = Secret::new(env.require(&format!("{prefix}_TOKEN"))?);
+        connections.push(Connection {
+            system,
+            connector,
+            base_url,
+            token,
+        });
+    }
+    Ok(connections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        let text =
+            "integration = \"demo\"\n[systems.erp]\nrole = \"erp\"\n[systems.storefront]\nrole = \"storefront\"\n";
+        Rules::parse("rules.toml", text).unwrap()
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn receiver_config_names_missing_variable() {
+        let error = ReceiverConfig::from_env(&env(&[("FIELDSYNC_SOURCE_SYSTEM", "erp")]), &rules()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "missing environment variable FIELDSYNC_WEBHOOK_FORMAT"
+        );
+    }
+
+    #[test]
+    fn receiver_config_rejects_unknown_system() {
+        let vars = env(&[
+            ("FIELDSYNC_SOURCE_SYSTEM", "pim"),
+            ("FIELDSYNC_WEBHOOK_FORMAT", "shopify"),
+            ("FIELDSYNC_WEBHOOK_SECRETS", "a"),
+        ]);
+        let error = ReceiverConfig::from_env(&vars, &rules()).unwrap_err();
+        assert!(error.to_string().contains("FIELDSYNC_SOURCE_SYSTEM"), "{error}");
+    }
+
+    #[test]
+    fn receiver_config_splits_rotating_secrets() {
+        let vars = env(&[
+            ("FIELDSYNC_SOURCE_SYSTEM", "erp"),
+            ("FIELDSYNC_WEBHOOK_FORMAT", "signed-json"),
+            ("FIELDSYNC_WEBHOOK_SECRETS", "old, new"),
+        ]);
+        let config = ReceiverConfig::from_env(&vars, &rules()).unwrap();
+        assert_eq!(config.webhook_secrets, [Secret::new("old"), Secret::new("new")]);
+        assert_eq!(config.signature_tolerance_secs, 300);
+        assert!(!format!("{config:?}").contains("old"));
+    }
+
+    #[test]
+    fn connections_read_url_and_token() {
+        let vars = env(&[
+            ("FIELDSYNC_CONNECTIONS", "storefront=shopify,erp=erp-rest"),
+            ("FIELDSYNC_STOREFRONT_BASE_URL", "http://127.0.0.1:1"),
+            ("FIELDSYNC_STOREFRONT_TOKEN", "t1"),
+            ("FIELDSYNC_ERP_BASE_URL", "http://127.0.0.1:2"),
+        ]);
+        let error = connections_from_env(&vars, &rules()).unwrap_err();
+        assert_eq!(error.to_string(), "missing environment variable FIELDSYNC_ERP_TOKEN");
+    }
+}

@@ -1,0 +1,67 @@
+//! The webhook receiver handler shared by the storefront and ERP functions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use fieldsync_core::ports::Queue;
+use fieldsync_core::{InboundRequest, WebhookFormat};
+use fieldsync_pipeline::{receive_webhook, WebhookResponse};
+use lambda_http::http::header::CONTENT_TYPE;
+use lambda_http::{Body, Error, Request, RequestExt, Response};
+use tracing::info_span;
+use tracing::Instrument as _;
+
+/// What a receiver function needs: the sender's webhook format and the queue.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub format: Arc<dyn WebhookFormat>,
+    pub queue: Arc<dyn Queue>,
+}
+
+/// Handles one webhook request. Every expected failure is an `Ok` response with its status, so
+/// the invocation itself fails only on a bug.
+pub async fn handle(receiver: &Receiver, request: Request) -> Result<Response<Body>, Error> {
+    let inbound = inbound_request(&request);
+    let span = info_span!("webhook", system = %receiver.format.source());
+
+    let answer = receive_webhook(receiver.format.as_ref(), receiver.queue.as_ref(), &inbound)
+        .instrument(span)
+        .await;
+
+    into_response(answer)
+}
+
+/// Copies headers (names lowercased), query parameters and the raw body bytes. `lambda_http`
+/// has already decoded a body the event marked `isBase64Encoded`, and no text conversion happens
+/// here, so the signature is checked on the exact bytes sent.
+pub fn inbound_request(request: &Request) -> InboundRequest {
+    let headers = request
+        .headers()
+        .iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_owned())))
+        .collect();
+    let query: BTreeMap<String, String> = request
+        .query_string_parameters_ref()
+        .map(|parameters| {
+            parameters
+                .iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    InboundRequest {
+        headers,
+        query,
+        body: request.body().as_ref().to_vec(),
+        received_at: Utc::now(),
+    }
+}
+
+fn into_response(answer: WebhookResponse) -> Result<Response<Body>, Error> {
+    let response = Response::builder()
+        .status(answer.status)
+        .header(CONTENT_TYPE, answer.content_type)
+        .body(Body::Text(answer.body))?;
+    Ok(response)
+}

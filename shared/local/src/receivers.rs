@@ -1,0 +1,153 @@
+//! An HTTP server on 127.0.0.1 that passes each webhook to the Lambda receiver handler.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body as AxumBody};
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use fieldsync_lambda::receiver::{handle, Receiver};
+use lambda_http::RequestExt as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::error;
+
+use crate::LocalError;
+
+/// Bodies above this size are refused, as API Gateway refuses payloads over 10 MB.
+const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// The running receiver server.
+#[derive(Debug)]
+pub struct ReceiverServer {
+    base_url: String,
+    task: JoinHandle<()>,
+    last_request: Arc<Mutex<Instant>>,
+}
+
+#[derive(Clone)]
+struct ServerState {
+    receivers: Arc<BTreeMap<String, Receiver>>,
+    last_request: Arc<Mutex<Instant>>,
+}
+
+impl ReceiverServer {
+    /// Serves `POST /webhooks/<side>` for each named receiver on 127.0.0.1:`port`.
+    pub async fn start(port: u16, receivers: BTreeMap<String, Receiver>) -> Result<Self, LocalError> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|source| LocalError::Bind { port, source })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| LocalError::Bind { port, source })?;
+        let last_request = Arc::new(Mutex::new(Instant::now()));
+        let state = ServerState {
+            receivers: Arc::new(receivers),
+            last_request: last_request.clone(),
+        };
+        let app = Router::new().route("/webhooks/{side}", post(receive)).with_state(state);
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                error!(error = %error, "receiver server stopped");
+            }
+        });
+        Ok(Self {
+            base_url: format!("http://{address}"),
+            task,
+            last_request,
+        })
+    }
+
+    /// Returns the webhook URL of one side, such as `http://127.0.0.1:8080/webhooks/erp`.
+    pub fn url(&self, side: &str) -> String {
+        format!("{}/webhooks/{side}", self.base_url)
+    }
+
+    /// Returns how long ago the last webhook arrived.
+    pub fn idle_for(&self) -> Duration {
+        self.last_request.lock().map(|at| at.elapsed()).unwrap_or_default()
+    }
+
+    /// Stops serving.
+    pub fn shutdown(&self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(State(state): State<ServerState>, Path(side): Path<String>, request: Request) -> Response {
+    if let Ok(mut at) = state.last_request.lock() {
+        *at = Instant::now();
+    }
+    let Some(receiver) = state.receivers.get(&side) else {
+        return (axum::http::StatusCode::NOT_FOUND, format!("no receiver for {side:?}")).into_response();
+    };
+
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
+        return (axum::http::StatusCode::PAYLOAD_TOO_LARGE, "body too large").into_response();
+    };
+    let query: HashMap<String, String> = parts
+        .uri
+        .query()
+        .map(|query| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
+                .map(|(name, value)| (percent_decode(name), percent_decode(value)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut lambda_request = lambda_http::Request::new(lambda_http::Body::Binary(bytes.to_vec()));
+    *lambda_request.method_mut() = parts.method;
+    *lambda_request.uri_mut() = parts.uri;
+    *lambda_request.headers_mut() = parts.headers;
+    let lambda_request = lambda_request.with_query_string_parameters(query);
+
+    let response = match handle(receiver, lambda_request).await {
+        Ok(response) => response,
+        Err(failure) => {
+            error!(side, error = %failure, "receiver handler failed");
+            return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    };
+    let (parts, body) = response.into_parts();
+    Response::from_parts(parts, AxumBody::from(body.as_ref().to_vec()))
+}
+
+/// Decodes `%XX` escapes and `+` as a space, as form-encoded query strings use them.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'+' => decoded.push(b' '),
+            b'%' if index + 2 < bytes.len() => match u8::from_str_radix(&text[index + 1..index + 3], 16) {
+                Ok(byte) => {
+                    decoded.push(byte);
+                    index += 2;
+                }
+                Err(_) => decoded.push(b'%'),
+            },
+            byte => decoded.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decode_handles_escapes() {
+        assert_eq!(percent_decode("Xk2%2Bab%2F9%3D%3D"), "Xk2+ab/9==");
+        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

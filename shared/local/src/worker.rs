@@ -1,0 +1,123 @@
+//! Feeds queue batches to the Lambda reconciler handler as SQS events, as the SQS trigger does.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use fieldsync_core::ports::Queue;
+use fieldsync_embedded::EmbeddedQueue;
+use fieldsync_pipeline::Reconciler;
+use lambda_runtime::{Context, LambdaEvent};
+use tokio::time::Instant;
+use tracing::{error, warn};
+
+/// Messages per batch, the SQS trigger's default batch size for FIFO queues.
+const BATCH_SIZE: usize = 10;
+
+/// Whether the worker is processing a batch, and when it last did.
+#[derive(Debug)]
+pub struct WorkerActivity {
+    busy: AtomicBool,
+    last: Mutex<Instant>,
+}
+
+impl Default for WorkerActivity {
+    fn default() -> Self {
+        Self {
+            busy: AtomicBool::new(false),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl WorkerActivity {
+    /// Tells whether a batch is being processed.
+    pub fn busy(&self) -> bool {
+        self.busy.load(Ordering::SeqCst)
+    }
+
+    /// Returns how long ago the last batch finished.
+    pub fn idle_for(&self) -> Duration {
+        self.last.lock().map(|at| at.elapsed()).unwrap_or_default()
+    }
+
+    fn set_busy(&self, busy: bool) {
+        self.busy.store(busy, Ordering::SeqCst);
+        if let Ok(mut at) = self.last.lock() {
+            *at = Instant::now();
+        }
+    }
+}
+
+/// Receives batches until aborted. Failed messages are left in flight, so they come back after
+/// the visibility timeout and reach the dead-letter queue after the maximum receive count.
+pub(crate) async fn run(queue: Arc<EmbeddedQueue>, reconciler: Reconciler, activity: Arc<WorkerActivity>) {
+    loop {
+        // A received message stays in the queue's count until deleted, so a settle check sees it
+        // before `busy` is set.
+        let received = match queue.receive(BATCH_SIZE).await {
+            Ok(received) => received,
+            Err(failure) => {
+                error!(error = %failure, "queue receive failed");
+                Vec::new()
+            }
+        };
+        if received.is_empty() {
+            queue.wait_for_message(Duration::from_millis(100)).await;
+            continue;
+        }
+        activity.set_busy(true);
+
+        let mut event = SqsEvent::default();
+        event.records = received
+            .iter()
+            .map(|message| {
+                let mut record = SqsMessage::default();
+                record.message_id = Some(message.message_id.clone());
+                record.receipt_handle = Some(message.receipt.clone());
+                record.body = Some(message.body.clone());
+                record.attributes = HashMap::from([
+                    ("MessageGroupId".to_owned(), message.group_id.clone()),
+                    ("ApproximateReceiveCount".to_owned(), message.receive_count.to_string()),
+                ]);
+                record
+            })
+            .collect();
+
+        let failed = match fieldsync_lambda::reconciler::handle(
+            &reconciler,
+            LambdaEvent::new(event, Context::default()),
+        )
+        .await
+        {
+            Ok(response) => response
+                .batch_item_failures
+                .into_iter()
+                .map(|failure| failure.item_identifier)
+                .collect(),
+            Err(failure) => {
+                error!(error = %failure, "reconciler invocation failed; the whole batch will be retried");
+                received
+                    .iter()
+                    .map(|message| message.message_id.clone())
+                    .collect::<Vec<_>>()
+            }
+        };
+        for message in &received {
+            if failed.contains(&message.message_id) {
+                warn!(
+                    message_id = message.message_id,
+                    receive_count = message.receive_count,
+                    "message failed; it will be retried"
+                );
+                continue;
+            }
+            if let Err(failure) = queue.delete(&message.receipt).await {
+                error!(message_id = message.message_id, error = %failure, "delete failed; the message will be delivered again");
+            }
+        }
+        activity.set_busy(false);
+    }
+}

@@ -1,0 +1,9 @@
+//! The two steps of fieldsync, written against the core's ports so the Lambda functions and the
+//! local runner share them: receiving a webhook, and reconciling a batch of queued changes.
+
+pub mod ingest;
+pub mod message;
+pub mod reconcile;
+
+pub use ingest::{receive_webhook, WebhookResponse};
+pub use reconcile::{BatchItem, BatchReport, Reconciler};

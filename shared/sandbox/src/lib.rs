@@ -1,0 +1,23 @@
+//! Local HTTP stand-ins for the systems fieldsync connects, for tests, demos and development.
+//!
+//! Each sandbox is an axum server bound to `127.0.0.1` on an ephemeral port. It keeps its data in
+//! memory, answers the subset of the platform's API that fieldsync's connectors call, and sends a
+//! signed webhook for every change, whether an API call or a simulated person made it.
+//!
+//! - [`storefront`] behaves like Shopify's Admin GraphQL API and Shopify's REST-shaped webhooks.
+//! - [`erp`] is a generic REST ERP that sends fieldsync's signed-JSON webhooks.
+//!
+//! Tests drive a sandbox through its handle (for example [`storefront::StorefrontHandle`]), which
+//! also records every webhook delivery as a [`Delivery`] with the exact body bytes. Each sandbox
+//! also serves a read-only `GET /_sandbox/state` JSON view of its data, without authentication.
+
+mod delivery;
+mod error;
+mod json_text;
+mod server;
+
+pub mod erp;
+pub mod storefront;
+
+pub use delivery::{Delivery, DeliveryOutcome, RetryPolicy};
+pub use error::SandboxError;
