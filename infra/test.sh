@@ -23,6 +23,14 @@ eval "$(infra/emulators.sh env)"
 echo "== cargo fmt --check"
 cargo fmt --all --check
 
+echo "== domain crate dependencies"
+# The domain core stays pure: no AWS SDK, Lambda runtime, HTTP client or server, or async runtime.
+forbidden=$(cargo tree -p fieldsync-core -e normal --prefix none --locked | awk '{print $1}' | grep -E '^(aws-|aws_|lambda|reqwest|hyper|tokio)' | sort -u || true)
+if [[ -n "$forbidden" ]]; then
+    echo "fieldsync-core must not depend on: $forbidden" >&2
+    exit 1
+fi
+
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -228,10 +228,14 @@ fn decide_field(
             format!("older than the last change from {source} at {}", seen.at),
         ));
     }
-    // What the source held before this change, as far as fieldsync knows: its own last report,
-    // or a value fieldsync wrote to it since. Even a change older than the current value updates
-    // the report, because later full payloads from the source are compared with it.
-    let previous = state.known_in(source).cloned();
+    // What the source held just before this change, as far as fieldsync knows: its own last
+    // report, or a value fieldsync wrote to it since, unless this change predates that write.
+    // Even a change older than the current value updates the report, because later full
+    // payloads from the source are compared with it.
+    let previous = match state.last_written(source) {
+        Some(written) if at < written.at => state.observed.get(source).map(|seen| seen.value.clone()),
+        _ => state.known_in(source).cloned(),
+    };
     state.observed.insert(
         source.clone(),
         Seen {

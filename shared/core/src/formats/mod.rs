@@ -55,14 +55,23 @@ fn canonical_rows(rows: &Wire, members: &[(&str, &str, bool)]) -> Wire {
     Wire::List(items)
 }
 
-/// Order line items in the canonical shape both sides compare: sku, quantity, unit price.
+/// Order line items in the canonical shape both sides compare: sku, quantity (a JSON number),
+/// unit price (a decimal string).
 fn canonical_lines(rows: &Wire, price_member: &str) -> Wire {
-    canonical_rows(
-        rows,
-        &[
-            ("sku", "sku", false),
-            ("quantity", "quantity", true),
-            (price_member, "unit_price", true),
-        ],
-    )
+    let members = [
+        ("sku", "sku", false),
+        ("quantity", "quantity", true),
+        (price_member, "unit_price", true),
+    ];
+    let mut lines = canonical_rows(rows, &members);
+    if let Wire::List(items) = &mut lines {
+        for item in items {
+            if let Wire::Map(map) = item {
+                if let Some(Wire::Text(quantity)) = map.get("quantity").cloned() {
+                    map.insert("quantity".to_owned(), Wire::Number(quantity));
+                }
+            }
+        }
+    }
+    lines
 }

@@ -188,3 +188,148 @@ fn order_change(order: &Wire, mut change: ChangeSet) -> ChangeSet {
     }
     change
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    const V1_BODY: &[u8] = include_bytes!("../../../../tests/fixtures/signatures/shopify-v1.body");
+    const UNICODE_BODY: &[u8] = include_bytes!("../../../../tests/fixtures/signatures/shopify-unicode.body");
+
+    fn format(secret: &str) -> ShopifyFormat {
+        ShopifyFormat {
+            integration: "demo".into(),
+            source: "storefront".into(),
+            secrets: vec![Secret::new(secret)],
+        }
+    }
+
+    fn request(body: &[u8], signature: &str, topic: &str) -> InboundRequest {
+        let headers = [
+            ("x-shopify-hmac-sha256", signature),
+            ("x-shopify-topic", topic),
+            ("x-shopify-webhook-id", "d-1"),
+        ];
+        InboundRequest {
+            headers: headers
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
+            query: BTreeMap::new(),
+            body: body.to_vec(),
+            received_at: Utc.with_ymd_and_hms(2025, 6, 1, 8, 0, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn vector_v1_verifies_on_raw_bytes() {
+        let format = format("shpss_example_secret_0001");
+        let valid = request(V1_BODY, "uBX6jynnkpFFK/LS4S2rS5GyZZaCTfQ58zUM5yZDJKk=", "orders/create");
+        assert_eq!(format.verify(&valid), Ok(()));
+    }
+
+    #[test]
+    fn vector_v1_reserialized_signature_is_rejected() {
+        let format = format("shpss_example_secret_0001");
+        let reserialized = request(V1_BODY, "SFdfwTENIYMC03eWVvyB5qlVMpvdu1bNB/Dhoqbk9Zc=", "orders/create");
+        assert!(matches!(
+            format.verify(&reserialized),
+            Err(Rejection::Unauthorized { .. })
+        ));
+    }
+
+    #[test]
+    fn vector_v1_compact_body_does_not_match_header() {
+        // Parsing and writing the body back compactly changes its bytes, so the header no
+        // longer matches: what a receiver that verifies re-serialized JSON gets wrong.
+        let compact = serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(V1_BODY).unwrap()).unwrap();
+        assert_ne!(compact, V1_BODY);
+        let format = format("shpss_example_secret_0001");
+        let resent = request(
+            &compact,
+            "uBX6jynnkpFFK/LS4S2rS5GyZZaCTfQ58zUM5yZDJKk=",
+            "orders/create",
+        );
+        assert!(format.verify(&resent).is_err());
+    }
+
+    #[test]
+    fn vector_unicode_verifies() {
+        let format = format("shpss_example_secret_0002");
+        let valid = request(
+            UNICODE_BODY,
+            "G8vKieQD4idknBMxoDM96o40CNgenX/WM0kz2RJthzo=",
+            "orders/create",
+        );
+        assert_eq!(format.verify(&valid), Ok(()));
+    }
+
+    #[test]
+    fn wrong_secret_is_rejected() {
+        let format = format("shpss_other");
+        let valid = request(V1_BODY, "uBX6jynnkpFFK/LS4S2rS5GyZZaCTfQ58zUM5yZDJKk=", "orders/create");
+        assert!(format.verify(&valid).is_err());
+    }
+
+    #[test]
+    fn order_normalizes_to_one_change_in_utc() {
+        let Normalized::Changes(changes) = format("x").normalize(&request(V1_BODY, "", "orders/create")).unwrap()
+        else {
+            panic!("expected changes");
+        };
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].record.key, "1001");
+        assert_eq!(
+            changes[0].occurred_at,
+            Utc.with_ymd_and_hms(2025, 4, 22, 19, 30, 0).unwrap()
+        );
+        assert_eq!(changes[0].fields[&FieldName::new("note")], Wire::Text("A & B".into()));
+    }
+
+    #[test]
+    fn unicode_note_survives_normalization() {
+        let Normalized::Changes(changes) = format("x")
+            .normalize(&request(UNICODE_BODY, "", "orders/create"))
+            .unwrap()
+        else {
+            panic!("expected changes");
+        };
+        assert_eq!(
+            changes[0].fields[&FieldName::new("note")],
+            Wire::Text("line\u{2028}break".into())
+        );
+    }
+
+    #[test]
+    fn product_gives_one_change_per_variant_sku() {
+        let body = br#"{"id":7,"title":"Mug","status":"draft","updated_at":"2025-06-01T10:00:00Z","variants":[{"id":1,"sku":"A","price":"1.00"},{"id":2,"sku":"B","price":"2.00"},{"id":3,"sku":""}],"metafields":[{"namespace":"global","key":"title_tag","value":"T"}]}"#;
+        let Normalized::Changes(changes) = format("x").normalize(&request(body, "", "products/update")).unwrap() else {
+            panic!("expected changes");
+        };
+        let keys: Vec<&str> = changes.iter().map(|change| change.record.key.as_str()).collect();
+        assert_eq!(keys, ["A", "B"]);
+        assert_eq!(changes[1].external_id.as_deref(), Some("7/2"));
+        assert_eq!(changes[1].fields[&FieldName::new("price")], Wire::Text("2.00".into()));
+        assert_eq!(changes[1].fields[&FieldName::new("meta_title")], Wire::Text("T".into()));
+        assert_eq!(changes[1].fields[&FieldName::new("published")], Wire::Bool(false));
+    }
+
+    #[test]
+    fn unknown_topic_is_ignored() {
+        let normalized = format("x").normalize(&request(b"{}", "", "carts/update")).unwrap();
+        assert_eq!(
+            normalized,
+            Normalized::Ignored {
+                topic: "carts/update".into()
+            }
+        );
+    }
+
+    #[test]
+    fn malformed_body_is_rejected() {
+        let result = format("x").normalize(&request(b"{\"id\":", "", "orders/create"));
+        assert!(matches!(result, Err(Rejection::Malformed { .. })));
+    }
+}

@@ -169,3 +169,97 @@ fn order_fields(order: &Wire) -> BTreeMap<FieldName, Wire> {
     }
     fields
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+
+    const SECRET: &str = "erp_secret";
+
+    fn format() -> SignedJsonFormat {
+        SignedJsonFormat {
+            integration: "demo".into(),
+            source: "erp".into(),
+            secrets: vec![Secret::new("old_secret"), Secret::new(SECRET)],
+            tolerance: Duration::seconds(300),
+        }
+    }
+
+    fn signed(body: &[u8], timestamp: i64, secret: &str) -> InboundRequest {
+        let stamp = timestamp.to_string();
+        let signature = signature::hmac_sha256_base64(secret.as_bytes(), &[stamp.as_bytes(), b".", body]);
+        let headers = [
+            ("x-fieldsync-timestamp", stamp.clone()),
+            ("x-fieldsync-signature", format!("v1=AAAA v1={signature}")),
+        ];
+        InboundRequest {
+            headers: headers
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            query: BTreeMap::new(),
+            body: body.to_vec(),
+            received_at: Utc.timestamp_opt(1_750_000_000, 0).unwrap(),
+        }
+    }
+
+    const ITEM: &[u8] = br#"{"id":"evt-1","type":"item.updated","occurred_at":"2025-06-01T12:00:00+02:00","data":{"number":"MUG-RED","id":"ITEM-1","unit_price":19.990,"customer_prices":[{"customer":"C-1","unit_price":17.5}]}}"#;
+
+    #[test]
+    fn any_entry_with_any_secret_verifies() {
+        assert_eq!(format().verify(&signed(ITEM, 1_750_000_000, SECRET)), Ok(()));
+        assert_eq!(format().verify(&signed(ITEM, 1_750_000_000, "old_secret")), Ok(()));
+    }
+
+    #[test]
+    fn wrong_secret_is_unauthorized() {
+        assert!(matches!(
+            format().verify(&signed(ITEM, 1_750_000_000, "nope")),
+            Err(Rejection::Unauthorized { .. })
+        ));
+    }
+
+    #[test]
+    fn timestamp_outside_tolerance_is_unauthorized() {
+        let late = signed(ITEM, 1_750_000_000 - 301, SECRET);
+        assert!(matches!(format().verify(&late), Err(Rejection::Unauthorized { .. })));
+        assert_eq!(format().verify(&signed(ITEM, 1_750_000_000 - 300, SECRET)), Ok(()));
+    }
+
+    #[test]
+    fn item_keeps_exact_money_text() {
+        let Normalized::Changes(changes) = format().normalize(&signed(ITEM, 0, SECRET)).unwrap() else {
+            panic!("expected changes");
+        };
+        let change = &changes[0];
+        assert_eq!(change.record.key, "MUG-RED");
+        assert_eq!(change.event_id, "evt-1");
+        assert_eq!(change.occurred_at, Utc.with_ymd_and_hms(2025, 6, 1, 10, 0, 0).unwrap());
+        assert_eq!(change.fields[&FieldName::new("price")], Wire::Number("19.990".into()));
+        let prices = &change.fields[&FieldName::new("customer_prices")];
+        assert_eq!(prices.pointer("/0/unit_price"), Some(&Wire::Text("17.5".into())));
+    }
+
+    #[test]
+    fn missing_occurred_at_is_malformed() {
+        let body = br#"{"id":"evt-1","type":"item.updated","data":{"number":"A"}}"#;
+        assert!(matches!(
+            format().normalize(&signed(body, 0, SECRET)),
+            Err(Rejection::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_type_is_ignored() {
+        let body = br#"{"id":"evt-1","type":"vendor.updated","occurred_at":"2025-06-01T12:00:00Z","data":{}}"#;
+        let normalized = format().normalize(&signed(body, 0, SECRET)).unwrap();
+        assert_eq!(
+            normalized,
+            Normalized::Ignored {
+                topic: "vendor.updated".into()
+            }
+        );
+    }
+}
