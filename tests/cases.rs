@@ -6,7 +6,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use fieldsync_core::ports::Queue;
 use fieldsync_core::{FieldValue, Outcome};
 use fieldsync_lambda::receiver::handle;
 use fieldsync_sandbox::erp::ItemEdit;
@@ -34,7 +33,7 @@ async fn case1_escaped_body_verifies_and_enqueues_once() {
         .await
         .unwrap();
     assert_eq!(status_and_body(&response), (200, r#"{"accepted":1}"#.to_owned()));
-    assert_eq!(stack.queue.len(), 1);
+    assert_eq!(stack.pending().await, 1);
 
     stack.settle(SETTLE).await.unwrap();
     let order = stack
@@ -59,7 +58,7 @@ async fn case1_reserialized_signature_is_rejected() {
         .await
         .unwrap();
     assert_eq!(status_and_body(&response).0, 401);
-    assert!(stack.queue.is_empty());
+    assert_eq!(stack.pending().await, 0);
     stack.shutdown().await;
 }
 

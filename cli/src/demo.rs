@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::Utc;
 use fieldsync_core::signature::hmac_sha256_base64;
-use fieldsync_core::{Outcome, Rules};
+use fieldsync_core::Outcome;
 use fieldsync_local::{LocalOptions, LocalStack, ERP_WEBHOOK_SECRET};
 use fieldsync_sandbox::erp::{CustomerPrice, ItemEdit};
 use fieldsync_sandbox::storefront::{ProductEdit, ProductStatus};
@@ -45,8 +45,8 @@ impl Checks {
 }
 
 /// Runs the story and returns success only when both sandboxes end in the expected state.
-pub(crate) async fn run(rules: Rules) -> anyhow::Result<ExitCode> {
-    let stack = LocalStack::start(LocalOptions::new(rules)).await?;
+pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
+    let stack = LocalStack::start(options).await?;
     let mut checks = Checks::default();
     let result = play(&stack, &mut checks).await;
     let dead_letters = stack.dead_letters().await;

@@ -6,6 +6,7 @@
 //! - `fieldsync dev` starts the same stack and keeps it running for webhooks sent by hand.
 
 mod demo;
+mod dlq;
 mod table;
 
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fieldsync_core::Rules;
-use fieldsync_local::{LocalOptions, LocalStack};
+use fieldsync_local::{Backend, LocalOptions, LocalStack};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,8 +32,37 @@ struct Cli {
     #[arg(long, env = "RUST_LOG", default_value = "warn", global = true)]
     log: String,
 
+    /// Store and queue of `demo` and `dev`: the in-process ones, or DynamoDB and SQS on the
+    /// emulators that `infra/emulators.sh start` runs.
+    #[arg(long, env = "FIELDSYNC_BACKEND", value_enum, default_value_t = BackendKind::Embedded, global = true)]
+    backend: BackendKind,
+
+    /// DynamoDB endpoint for `--backend emulators`.
+    #[arg(
+        long,
+        env = "FIELDSYNC_DYNAMODB_ENDPOINT",
+        default_value = "http://127.0.0.1:18000",
+        global = true
+    )]
+    dynamodb_endpoint: String,
+
+    /// SQS endpoint for `--backend emulators`.
+    #[arg(
+        long,
+        env = "FIELDSYNC_SQS_ENDPOINT",
+        default_value = "http://127.0.0.1:15000",
+        global = true
+    )]
+    sqs_endpoint: String,
+
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendKind {
+    Embedded,
+    Emulators,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +74,11 @@ enum Command {
         /// Port of the webhook receiver on 127.0.0.1.
         #[arg(long, default_value_t = 8787)]
         port: u16,
+    },
+    /// Inspect or redrive the dead-letter queue of a deployed (or emulated) SQS queue pair.
+    Dlq {
+        #[command(subcommand)]
+        action: dlq::Action,
     },
 }
 
@@ -64,21 +99,39 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&cli.rules)
-        .with_context(|| format!("cannot read rules file {}", cli.rules.display()))?;
-    let rules = Rules::parse(&cli.rules.display().to_string(), &text)?;
-    match cli.command {
-        Command::Demo => demo::run(rules).await,
-        Command::Dev { port } => dev(rules, port).await,
+    match &cli.command {
+        Command::Dlq { action } => dlq::run(action).await,
+        Command::Demo => demo::run(local_options(&cli)?).await,
+        Command::Dev { port } => {
+            dev(LocalOptions {
+                receiver_port: *port,
+                ..local_options(&cli)?
+            })
+            .await
+        }
     }
 }
 
-async fn dev(rules: Rules, port: u16) -> anyhow::Result<ExitCode> {
-    let stack = LocalStack::start(LocalOptions {
-        receiver_port: port,
+/// Reads the rules file and picks the backend for `demo` and `dev`.
+fn local_options(cli: &Cli) -> anyhow::Result<LocalOptions> {
+    let text = std::fs::read_to_string(&cli.rules)
+        .with_context(|| format!("cannot read rules file {}", cli.rules.display()))?;
+    let rules = Rules::parse(&cli.rules.display().to_string(), &text)?;
+    let backend = match cli.backend {
+        BackendKind::Embedded => Backend::Embedded,
+        BackendKind::Emulators => Backend::Emulators {
+            dynamodb_endpoint: cli.dynamodb_endpoint.clone(),
+            sqs_endpoint: cli.sqs_endpoint.clone(),
+        },
+    };
+    Ok(LocalOptions {
+        backend,
         ..LocalOptions::new(rules)
     })
-    .await?;
+}
+
+async fn dev(options: LocalOptions) -> anyhow::Result<ExitCode> {
+    let stack = LocalStack::start(options).await?;
     println!("fieldsync dev stack running (Ctrl-C to stop)");
     println!("  storefront webhooks: POST {}", stack.receivers.url("storefront"));
     println!("  ERP webhooks:        POST {}", stack.receivers.url("erp"));

@@ -72,6 +72,31 @@ impl SqsQueue {
         self.dead_letter_url.as_deref()
     }
 
+    /// Returns how many messages wait or are in flight on the main queue, from the approximate
+    /// counts SQS keeps (exact on emulators; on SQS they lag by up to a minute).
+    pub async fn approximate_depth(&self) -> Result<usize, QueueError> {
+        let attributes = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .map_err(|error| QueueError::Unavailable {
+                source: Box::new(error),
+            })?;
+        let count = |name: &QueueAttributeName| {
+            attributes
+                .attributes()
+                .and_then(|attributes| attributes.get(name))
+                .and_then(|value| value.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        Ok(count(&QueueAttributeName::ApproximateNumberOfMessages)
+            + count(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    }
+
     /// Creates the FIFO queue `<name>.fifo` and its dead-letter queue `<name>-dlq.fifo`, for tests
     /// and local runs. Deduplication uses the ids the sender gives, never the body. A message
     /// moves to the dead-letter queue when it is received more than `max_receive_count` times.

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use fieldsync_aws::{DynamoStore, SqsQueue};
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
 use fieldsync_core::ports::{Queue, RecordStore, SystemClient};
@@ -54,6 +55,23 @@ pub enum LocalError {
     Store(#[from] fieldsync_core::ports::StoreError),
     #[error("the pipeline did not settle within {seconds} s")]
     NotSettled { seconds: u64 },
+    #[error("emulator set-up failed")]
+    Emulator(#[from] fieldsync_aws::SetupError),
+    #[error(transparent)]
+    Queue(#[from] fieldsync_core::ports::QueueError),
+}
+
+/// Where the local stack keeps records and queues changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// The in-process store and queue.
+    Embedded,
+    /// DynamoDB and SQS on emulators (DynamoDB Local and moto, see `infra/emulators.sh`), with a
+    /// fresh table and queue pair per run.
+    Emulators {
+        dynamodb_endpoint: String,
+        sqs_endpoint: String,
+    },
 }
 
 /// Options for [`LocalStack::start`].
@@ -64,6 +82,7 @@ pub struct LocalOptions {
     pub receiver_port: u16,
     /// Queue settings, such as the receive count after which messages go to the dead-letter queue.
     pub queue: QueueSettings,
+    pub backend: Backend,
 }
 
 impl LocalOptions {
@@ -77,6 +96,7 @@ impl LocalOptions {
             rules,
             receiver_port: 0,
             queue,
+            backend: Backend::Embedded,
         }
     }
 }
@@ -86,8 +106,9 @@ impl LocalOptions {
 pub struct LocalStack {
     pub storefront: StorefrontHandle,
     pub erp: ErpHandle,
-    pub store: Arc<EmbeddedStore>,
-    pub queue: Arc<EmbeddedQueue>,
+    pub store: Arc<dyn RecordStore>,
+    pub queue: Arc<dyn Queue>,
+    backlog: Backlog,
     pub rules: Arc<Rules>,
     pub receivers: ReceiverServer,
     worker: JoinHandle<()>,
@@ -111,8 +132,7 @@ impl LocalStack {
         })
         .await?;
 
-        let store = Arc::new(EmbeddedStore::new());
-        let queue = Arc::new(EmbeddedQueue::new(options.queue));
+        let (store, queue, backlog) = open_backend(&options.backend, &options.queue).await?;
         let receivers = receivers_for(&rules, queue.clone());
         let receivers = ReceiverServer::start(options.receiver_port, receivers).await?;
         storefront.set_webhook_url(Some(receivers.url("storefront")));
@@ -137,16 +157,21 @@ impl LocalStack {
             };
             systems.insert(system, connection.client()?);
         }
-        let store_port: Arc<dyn RecordStore> = store.clone();
-        let reconciler = Reconciler::new(rules.clone(), store_port, systems);
+        let reconciler = Reconciler::new(rules.clone(), store.clone(), systems);
         let activity = Arc::new(WorkerActivity::default());
-        let worker = tokio::spawn(worker::run(queue.clone(), reconciler, activity.clone()));
+        let worker = tokio::spawn(worker::run(
+            queue.clone(),
+            backlog.clone(),
+            reconciler,
+            activity.clone(),
+        ));
 
         Ok(Self {
             storefront,
             erp,
             store,
             queue,
+            backlog,
             rules,
             receivers,
             worker,
@@ -167,12 +192,17 @@ impl LocalStack {
             }
             self.storefront.wait_for_deliveries_idle().await;
             self.erp.wait_for_deliveries_idle().await;
-            let idle = self.queue.is_empty() && !self.activity.busy() && self.receivers.idle_for() >= quiet;
+            let idle = self.pending().await == 0 && !self.activity.busy() && self.receivers.idle_for() >= quiet;
             if idle && self.activity.idle_for() >= quiet {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Returns how many messages wait or are in flight on the queue.
+    pub async fn pending(&self) -> usize {
+        self.backlog.depth().await
     }
 
     /// Loads a record of the demo integration.
@@ -209,9 +239,60 @@ impl LocalStack {
     }
 }
 
+/// How the worker and `settle` see the queue's backlog, which the queue port does not expose.
+#[derive(Debug, Clone)]
+pub(crate) enum Backlog {
+    Embedded(Arc<EmbeddedQueue>),
+    Sqs(SqsQueue),
+}
+
+impl Backlog {
+    /// Returns how many messages wait or are in flight.
+    async fn depth(&self) -> usize {
+        match self {
+            Backlog::Embedded(queue) => queue.len(),
+            Backlog::Sqs(queue) => queue.approximate_depth().await.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Waits briefly for a message after an empty receive. SQS receives already wait (long
+    /// polling), so only a short pause keeps an emulator that answers at once from spinning.
+    pub(crate) async fn wait(&self) {
+        match self {
+            Backlog::Embedded(queue) => queue.wait_for_message(Duration::from_millis(100)).await,
+            Backlog::Sqs(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+async fn open_backend(
+    backend: &Backend,
+    settings: &QueueSettings,
+) -> Result<(Arc<dyn RecordStore>, Arc<dyn Queue>, Backlog), LocalError> {
+    match backend {
+        Backend::Embedded => {
+            let queue = Arc::new(EmbeddedQueue::new(settings.clone()));
+            Ok((Arc::new(EmbeddedStore::new()), queue.clone(), Backlog::Embedded(queue)))
+        }
+        Backend::Emulators {
+            dynamodb_endpoint,
+            sqs_endpoint,
+        } => {
+            let (dynamodb, sqs) = fieldsync_aws::local_clients(dynamodb_endpoint, sqs_endpoint);
+            let suffix = format!("{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
+            let store = DynamoStore::new(dynamodb, format!("fieldsync-local-{suffix}"));
+            store.create_table().await?;
+            let visibility_secs = u32::try_from(settings.visibility_timeout.as_secs().max(1)).unwrap_or(u32::MAX);
+            let queue_name = format!("fieldsync-local-{suffix}");
+            let queue =
+                SqsQueue::create_fifo_pair(sqs, &queue_name, settings.max_receive_count, visibility_secs).await?;
+            Ok((Arc::new(store), Arc::new(queue.clone()), Backlog::Sqs(queue)))
+        }
+    }
+}
+
 /// Builds one receiver per side, as the two Lambda functions are configured.
-fn receivers_for(rules: &Rules, queue: Arc<EmbeddedQueue>) -> BTreeMap<String, Receiver> {
-    let queue: Arc<dyn Queue> = queue;
+fn receivers_for(rules: &Rules, queue: Arc<dyn Queue>) -> BTreeMap<String, Receiver> {
     let storefront = ShopifyFormat {
         integration: rules.integration.clone(),
         source: SystemId::new("storefront"),

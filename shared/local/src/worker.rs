@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use fieldsync_core::ports::Queue;
-use fieldsync_embedded::EmbeddedQueue;
 use fieldsync_pipeline::Reconciler;
 use lambda_runtime::{Context, LambdaEvent};
 use tokio::time::Instant;
 use tracing::{error, warn};
+
+use crate::Backlog;
 
 /// Messages per batch, the SQS trigger's default batch size for FIFO queues.
 const BATCH_SIZE: usize = 10;
@@ -53,7 +54,12 @@ impl WorkerActivity {
 
 /// Receives batches until aborted. Failed messages are left in flight, so they come back after
 /// the visibility timeout and reach the dead-letter queue after the maximum receive count.
-pub(crate) async fn run(queue: Arc<EmbeddedQueue>, reconciler: Reconciler, activity: Arc<WorkerActivity>) {
+pub(crate) async fn run(
+    queue: Arc<dyn Queue>,
+    backlog: Backlog,
+    reconciler: Reconciler,
+    activity: Arc<WorkerActivity>,
+) {
     loop {
         // A received message stays in the queue's count until deleted, so a settle check sees it
         // before `busy` is set.
@@ -65,7 +71,7 @@ pub(crate) async fn run(queue: Arc<EmbeddedQueue>, reconciler: Reconciler, activ
             }
         };
         if received.is_empty() {
-            queue.wait_for_message(Duration::from_millis(100)).await;
+            backlog.wait().await;
             continue;
         }
         activity.set_busy(true);

@@ -1,0 +1,133 @@
+//! The `fieldsync` binary, run as a user runs it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use fieldsync_aws::SqsQueue;
+use fieldsync_core::ports::{OutgoingMessage, Queue};
+
+const SKIP_VARIABLE: &str = "FIELDSYNC_SKIP_EMULATORS";
+
+fn fieldsync(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fieldsync"));
+    command
+        .current_dir(root)
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+/// Returns an emulator endpoint from the environment, or `None` when emulator tests are skipped.
+fn endpoint(variable: &str) -> Option<String> {
+    if std::env::var_os(SKIP_VARIABLE).is_some() {
+        eprintln!("skipped: {SKIP_VARIABLE} is set");
+        return None;
+    }
+    let value = std::env::var(variable)
+        .unwrap_or_else(|_| panic!("{variable} is not set: run `infra/emulators.sh start` and `eval \"$(infra/emulators.sh env)\"`, or set {SKIP_VARIABLE}=1"));
+    assert!(
+        value.starts_with("http://127.0.0.1:"),
+        "{variable} must point at 127.0.0.1, found {value}"
+    );
+    Some(value)
+}
+
+fn assert_demo_passed(output: &Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for step in ["Step a.", "Step b.", "Step c.", "Step d.", "Step e."] {
+        assert!(stdout.contains(step), "missing {step} in:\n{stdout}");
+    }
+    assert!(stdout.contains("demo passed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn demo_passes_on_embedded_backend() {
+    assert_demo_passed(&fieldsync(&["demo"], &[]));
+}
+
+#[test]
+fn demo_passes_on_emulators() {
+    let (Some(dynamodb), Some(sqs)) = (
+        endpoint("FIELDSYNC_DYNAMODB_ENDPOINT"),
+        endpoint("FIELDSYNC_SQS_ENDPOINT"),
+    ) else {
+        return;
+    };
+    let output = fieldsync(
+        &["--backend", "emulators", "demo"],
+        &[
+            ("FIELDSYNC_DYNAMODB_ENDPOINT", &dynamodb),
+            ("FIELDSYNC_SQS_ENDPOINT", &sqs),
+        ],
+    );
+    assert_demo_passed(&output);
+}
+
+#[test]
+fn invalid_rules_file_names_position() {
+    let dir = std::env::temp_dir().join(format!("fieldsync-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, "integration = \"demo\"\n[systems.erp]\nrole = \"ledger\"\n").unwrap();
+    let output = fieldsync(&["--rules", path.to_str().unwrap(), "demo"], &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rules.toml:3:8: unknown role \"ledger\""), "{stderr}");
+}
+
+/// A message that failed its receives sits in the dead-letter queue; `dlq list` shows it and
+/// `dlq redrive` puts it back on the changes queue.
+#[tokio::test]
+async fn dlq_list_and_redrive_on_moto() {
+    let Some(sqs_endpoint) = endpoint("FIELDSYNC_SQS_ENDPOINT") else {
+        return;
+    };
+    let (_, sqs) = fieldsync_aws::local_clients("http://127.0.0.1:9", &sqs_endpoint);
+    let name = format!("fieldsync-dlq-test-{}", std::process::id());
+    let queue = SqsQueue::create_fifo_pair(sqs, &name, 1, 1).await.unwrap();
+    let message = OutgoingMessage {
+        group_id: "demo/product/MUG-RED".into(),
+        dedup_id: "d-1".into(),
+        body: "{}".into(),
+    };
+    queue.send(&[message]).await.unwrap();
+    let received = queue.receive(1).await.unwrap();
+    queue.retry_later(&received[0].receipt, Duration::ZERO).await.unwrap();
+    // The next receive finds the message over its receive count and moves it to the DLQ.
+    assert!(queue.receive(1).await.unwrap().is_empty());
+
+    let env = [
+        ("AWS_ENDPOINT_URL_SQS", sqs_endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", fieldsync_aws::LOCAL_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", fieldsync_aws::LOCAL_ACCESS_KEY),
+        ("AWS_REGION", fieldsync_aws::LOCAL_REGION),
+        ("FIELDSYNC_QUEUE_URL", queue.queue_url()),
+        ("FIELDSYNC_DEAD_LETTER_QUEUE_URL", queue.dead_letter_url().unwrap()),
+    ];
+    let listed = fieldsync(&["dlq", "list"], &env);
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(stdout.contains("1 message(s) in the dead-letter queue"), "{stdout}");
+
+    let redriven = fieldsync(&["dlq", "redrive"], &env);
+    assert!(String::from_utf8_lossy(&redriven.stdout).contains("moved 1 message(s)"));
+    let back = queue.receive(1).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].group_id, "demo/product/MUG-RED");
+}
