@@ -260,6 +260,6 @@ fn heading(step: &str, title: &str) {
 }
 
 fn money(text: &str) -> Decimal {
-    // The demo's amounts are literals, so parsing cannot fail.
+    // The demo's amounts are valid decimal literals.
     Decimal::from_str(text).unwrap_or_default()
 }

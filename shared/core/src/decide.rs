@@ -16,7 +16,7 @@ use crate::wire::Wire;
 /// How much older than the current value a change from another system must be to be stale.
 const CROSS_SOURCE_TOLERANCE: Duration = Duration::seconds(1);
 
-/// What the reconciler did with one field of one change.
+/// The reconciler's verdict on one field of one change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -228,7 +228,7 @@ fn decide_field(
             format!("older than the last change from {source} at {}", seen.at),
         ));
     }
-    // What the source held just before this change, as far as fieldsync knows: its own last
+    // The source's value just before this change, as far as fieldsync has seen: its own last
     // report, or a value fieldsync wrote to it since, unless this change predates that write.
     // Even a change older than the current value updates the report, because later full
     // payloads from the source are compared with it.

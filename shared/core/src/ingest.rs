@@ -1,4 +1,4 @@
-//! What a webhook receiver does with a request, before any I/O: verify, then normalize.
+//! The webhook receiver's work on a request before any I/O: verify, then normalize.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +22,7 @@ impl InboundRequest {
     }
 }
 
-/// What a webhook format makes of a verified request.
+/// The result of normalizing a verified request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Normalized {
     /// Field changes to enqueue, one per record the payload touches.
@@ -31,7 +31,7 @@ pub enum Normalized {
     Ignored { topic: String },
 }
 
-/// Why a request was not accepted.
+/// The reason a request was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     /// The signature is missing or wrong, or the timestamp is outside the tolerance.
@@ -64,7 +64,7 @@ pub trait WebhookFormat: Send + Sync + std::fmt::Debug {
     fn normalize(&self, request: &InboundRequest) -> Result<Normalized, Rejection>;
 
     /// Returns the HTTP status for a request whose signature failed. 401 unless the sender
-    /// punishes 4xx answers (Business Central deletes the subscription).
+    /// punishes 4xx responses (Business Central deletes the subscription).
     fn unauthorized_status(&self) -> u16 {
         401
     }

@@ -55,7 +55,7 @@ pub struct Seen {
     pub at: DateTime<Utc>,
 }
 
-/// What kind of call an outbound write needs.
+/// The kind of call an outbound write needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteKind {

@@ -37,7 +37,7 @@ pub struct SystemConfig {
     pub role: Role,
 }
 
-/// What a system is to the business. Roles are descriptive: ownership comes from the field rules.
+/// A system's role in the business. Roles are descriptive: ownership comes from the field rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Erp,
@@ -77,14 +77,14 @@ pub struct FieldRule {
     pub on_foreign_edit: ForeignEdit,
 }
 
-/// Who owns a field when no status rule applies.
+/// The owner of a field when no status rule applies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {
     Fixed(SystemId),
     ClaimOnEdit { initial: SystemId },
 }
 
-/// What to do when a system that does not own a field edits it.
+/// The action taken when a system that does not own a field edits it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ForeignEdit {
     Ignore,

@@ -38,7 +38,7 @@ pub enum FieldValue {
     Json(Wire),
 }
 
-/// Why a wire value could not become a field value.
+/// A wire value that could not become a field value, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {expected} value {found}: {reason}")]
 pub struct InvalidValue {

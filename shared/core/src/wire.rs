@@ -2,7 +2,7 @@
 //!
 //! `serde_json::Value` stores numbers as `f64` or integers, so `19.99` in a webhook body would pass
 //! through binary floating point before it became money. [`Wire`] reads the body through
-//! `serde_json::value::RawValue` and keeps each number's digits, so a decimal parse sees exactly
+//! `serde_json::value::RawValue` and keeps each number's digits, so a decimal parse reads exactly
 //! what the sender wrote.
 
 use std::collections::BTreeMap;

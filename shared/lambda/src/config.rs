@@ -93,7 +93,7 @@ pub fn load_rules(env: &dyn Environment) -> Result<Rules, ConfigError> {
     Ok(Rules::parse(&path.display().to_string(), &text)?)
 }
 
-/// Which webhook format a receiver verifies and reads.
+/// The webhook format a receiver verifies and reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatKind {
     Shopify,
@@ -173,14 +173,14 @@ impl ReceiverConfig {
     }
 }
 
-/// Which outbound connector serves a system.
+/// The outbound connector that serves a system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectorKind {
     Shopify,
     ErpRest,
 }
 
-/// How the reconciler reaches one system.
+/// The reconciler's connection to one system.
 #[derive(Debug, Clone)]
 pub struct Connection {
     pub system: SystemId,

@@ -12,7 +12,7 @@ use lambda_http::{Body, Error, Request, RequestExt, Response};
 use tracing::info_span;
 use tracing::Instrument as _;
 
-/// What a receiver function needs: the sender's webhook format and the queue.
+/// The dependencies of a receiver function: the sender's webhook format and the queue.
 #[derive(Debug, Clone)]
 pub struct Receiver {
     pub format: Arc<dyn WebhookFormat>,

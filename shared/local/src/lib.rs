@@ -61,7 +61,7 @@ pub enum LocalError {
     Queue(#[from] fieldsync_core::ports::QueueError),
 }
 
-/// Where the local stack keeps records and queues changes.
+/// The store and queue behind the local stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     /// The in-process store and queue.
@@ -239,7 +239,7 @@ impl LocalStack {
     }
 }
 
-/// How the worker and `settle` see the queue's backlog, which the queue port does not expose.
+/// The queue's backlog as the worker and `settle` read it, which the queue port does not expose.
 #[derive(Debug, Clone)]
 pub(crate) enum Backlog {
     Embedded(Arc<EmbeddedQueue>),
@@ -256,7 +256,7 @@ impl Backlog {
     }
 
     /// Waits briefly for a message after an empty receive. SQS receives already wait (long
-    /// polling), so only a short pause keeps an emulator that answers at once from spinning.
+    /// polling), so only a short pause keeps an emulator that returns at once from spinning.
     pub(crate) async fn wait(&self) {
         match self {
             Backlog::Embedded(queue) => queue.wait_for_message(Duration::from_millis(100)).await,

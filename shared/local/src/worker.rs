@@ -61,7 +61,7 @@ pub(crate) async fn run(
     activity: Arc<WorkerActivity>,
 ) {
     loop {
-        // A received message stays in the queue's count until deleted, so a settle check sees it
+        // A received message stays in the queue's count until deleted, so a settle check counts it
         // before `busy` is set.
         let received = match queue.receive(BATCH_SIZE).await {
             Ok(received) => received,

@@ -1,4 +1,4 @@
-//! Receiving one webhook: verify, normalize, enqueue, then answer.
+//! Receiving one webhook: verify, normalize, enqueue, then respond.
 
 use fieldsync_core::ingest::accept;
 use fieldsync_core::ports::Queue;
@@ -7,7 +7,7 @@ use tracing::{error, info, warn};
 
 use crate::message;
 
-/// The HTTP answer to a webhook, independent of the server that sends it.
+/// The HTTP response to a webhook, independent of the server that sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookResponse {
     pub status: u16,
@@ -25,7 +25,7 @@ impl WebhookResponse {
     }
 }
 
-/// Handles one webhook. Answers 2xx only once every change is on the queue, so a sender whose
+/// Handles one webhook. Responds 2xx only once every change is on the queue, so a sender whose
 /// delivery was not enqueued retries it.
 pub async fn receive_webhook(
     format: &dyn WebhookFormat,

@@ -22,18 +22,18 @@ pub struct BatchItem {
     pub body: String,
 }
 
-/// What happened to a batch: the messages to retry, and counters.
+/// The result of a batch: the messages to retry, and counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchReport {
     /// Message ids that failed and must be delivered again.
     pub failed: Vec<String>,
-    /// The longest wait a rate-limited system asked for, if any.
+    /// The maximum wait a rate-limited system requested, if any.
     pub retry_after: Option<Duration>,
     pub conflicts_retried: u32,
     pub writes: u32,
 }
 
-/// Why one record's changes could not be completed.
+/// A failure to complete one record's changes.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("queue message {message_id} is not a change set")]
