@@ -170,6 +170,28 @@ impl DynamoStore {
         }
     }
 
+    /// Reads a delivery mark with a strongly consistent read, treating an expired mark that
+    /// DynamoDB has not deleted yet as absent.
+    async fn delivery_mark_alive(&self, delivery_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(items::delivery_pk(delivery_id), items::DELIVERY_SK)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let now = Utc::now().timestamp();
+        let alive = output
+            .item()
+            .and_then(|item| item.get(TTL))
+            .and_then(|ttl| ttl.as_n().ok())
+            .and_then(|ttl| ttl.parse::<i64>().ok())
+            .is_some_and(|expires_at| expires_at > now);
+        Ok(alive)
+    }
+
     /// Writes items with BatchWriteItem, 25 per call, and resends the items DynamoDB leaves
     /// unprocessed with exponential backoff, up to [`BATCH_WRITE_MAX_ATTEMPTS`] calls per chunk.
     async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
@@ -330,6 +352,15 @@ impl RecordStore for DynamoStore {
                 return Ok(decisions);
             }
         }
+    }
+
+    async fn mark_delivered(&self, delivery_id: &str, ttl: Duration) -> Result<(), StoreError> {
+        // A mark that already exists is as good as a new one, so the claim's result is not needed.
+        self.claim_delivery(delivery_id, ttl).await.map(|_| ())
+    }
+
+    async fn was_delivered(&self, delivery_id: &str) -> Result<bool, StoreError> {
+        self.delivery_mark_alive(delivery_id).await
     }
 
     async fn find_by_external_id(

@@ -167,6 +167,21 @@ mod checks {
         assert_eq!(store.decisions(&key).await.unwrap(), appended);
     }
 
+    /// A delivery mark reads as applied until its TTL passes, and only for its own id.
+    pub(crate) async fn delivery_mark_expires(store: &dyn RecordStore) {
+        let id = format!("delivery-{}", std::process::id());
+        assert!(!store.was_delivered(&id).await.unwrap());
+        store.mark_delivered(&id, Duration::from_secs(3600)).await.unwrap();
+        assert!(store.was_delivered(&id).await.unwrap());
+        assert!(!store.was_delivered(&format!("{id}-other")).await.unwrap());
+
+        let short = format!("{id}-short");
+        store.mark_delivered(&short, Duration::from_secs(1)).await.unwrap();
+        assert!(store.was_delivered(&short).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert!(!store.was_delivered(&short).await.unwrap(), "an expired mark must read as absent");
+    }
+
     pub(crate) async fn external_id_finds_record(store: &dyn RecordStore) {
         let mut record = product("MUG-YELLOW");
         record.ids.insert(SystemId::new("erp"), "ITEM-0042".to_owned());
@@ -426,6 +441,12 @@ macro_rules! store_contract {
             async fn external_id_finds_record() {
                 let Some(store) = $setup().await else { return };
                 checks::external_id_finds_record(&store as &dyn RecordStore).await;
+            }
+
+            #[tokio::test]
+            async fn delivery_mark_expires() {
+                let Some(store) = $setup().await else { return };
+                checks::delivery_mark_expires(&store as &dyn RecordStore).await;
             }
         }
     };

@@ -13,6 +13,10 @@ use crate::rules::{EntityRules, FieldRule, ForeignEdit, Rules};
 use crate::value::FieldValue;
 use crate::wire::Wire;
 
+/// Event ids kept in a record to drop redeliveries atomically with its state. Older duplicates
+/// are dropped by the store's delivery marks, which keeps the record item small.
+const RECENT_EVENTS_KEPT: usize = 64;
+
 /// How much older than the current value a change from another system must be to be stale.
 const CROSS_SOURCE_TOLERANCE: Duration = Duration::seconds(1);
 
@@ -148,6 +152,13 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
         .recent_events
         .retain(|_, applied_at| now - *applied_at <= retention);
     record.recent_events.insert(change.event_id.clone(), now);
+    while record.recent_events.len() > RECENT_EVENTS_KEPT {
+        let oldest = record.recent_events.iter().min_by_key(|(_, applied_at)| **applied_at);
+        let Some(oldest) = oldest.map(|(id, _)| id.clone()) else {
+            break;
+        };
+        record.recent_events.remove(&oldest);
+    }
     if let Some(id) = &change.external_id {
         record.ids.insert(change.source.clone(), id.clone());
     }

@@ -29,6 +29,13 @@ pub trait RecordStore: Send + Sync + fmt::Debug {
     /// Returns a record's decision log, oldest first.
     async fn decisions(&self, key: &RecordKey) -> Result<Vec<Decision>, StoreError>;
 
+    /// Records that a delivery was applied, so that a redelivery within `ttl` is dropped before
+    /// its record is even loaded.
+    async fn mark_delivered(&self, delivery_id: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Tells whether a delivery was applied less than its `ttl` ago.
+    async fn was_delivered(&self, delivery_id: &str) -> Result<bool, StoreError>;
+
     /// Finds the record that has `external_id` in `system` (the id cross-reference).
     async fn find_by_external_id(
         &self,

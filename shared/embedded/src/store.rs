@@ -1,7 +1,10 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use std::time::Duration;
+
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use fieldsync_core::ports::{RecordStore, StoreError};
 use fieldsync_core::{Decision, EntityType, Record, RecordKey, SystemId};
 
@@ -18,6 +21,8 @@ struct StoreState {
     /// (integration, system, entity, external id) → record key.
     external_ids: HashMap<(String, SystemId, EntityType, String), RecordKey>,
     conflicts: u64,
+    /// Delivery id → when its mark expires.
+    deliveries: HashMap<String, DateTime<Utc>>,
 }
 
 impl EmbeddedStore {
@@ -89,6 +94,23 @@ impl RecordStore for EmbeddedStore {
 
     async fn decisions(&self, key: &RecordKey) -> Result<Vec<Decision>, StoreError> {
         Ok(self.lock().decisions.get(key).cloned().unwrap_or_default())
+    }
+
+    async fn mark_delivered(&self, delivery_id: &str, ttl: Duration) -> Result<(), StoreError> {
+        let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        let mut state = self.lock();
+        let now = Utc::now();
+        state.deliveries.retain(|_, expires| *expires > now);
+        state.deliveries.insert(delivery_id.to_owned(), expires_at);
+        Ok(())
+    }
+
+    async fn was_delivered(&self, delivery_id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .deliveries
+            .get(delivery_id)
+            .is_some_and(|expires| *expires > Utc::now()))
     }
 
     async fn find_by_external_id(

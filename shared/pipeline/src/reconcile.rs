@@ -15,6 +15,10 @@ use crate::message;
 /// Conditional-write attempts per record before the batch item fails and SQS redelivers it.
 const MAX_CONFLICT_RETRIES: u32 = 8;
 
+/// How long an applied delivery is remembered: past the longest sender retry window among the
+/// supported platforms (Shopify retries for 4 hours, Business Central for 36, BigCommerce for 48).
+const DELIVERY_MEMORY: Duration = Duration::from_secs(49 * 3600);
+
 /// One queued message of a batch.
 #[derive(Debug, Clone)]
 pub struct BatchItem {
@@ -97,6 +101,10 @@ impl Reconciler {
                     continue;
                 }
             };
+            if self.already_applied(&change).await {
+                info!(message_id = item.message_id, record = %change.record, event_id = change.event_id, "delivery already applied; dropped");
+                continue;
+            }
             match groups.iter_mut().find(|(key, _)| *key == change.record) {
                 Some((_, group)) => group.push((item, change)),
                 None => groups.push((change.record.clone(), vec![(item, change)])),
@@ -105,7 +113,11 @@ impl Reconciler {
 
         for (key, group) in groups {
             let changes: Vec<ChangeSet> = group.iter().map(|(_, change)| change.clone()).collect();
-            if let Err(error) = self.process_record(&key, &changes, &mut report).await {
+            let result = self.process_record(&key, &changes, &mut report).await;
+            if result.is_ok() {
+                self.remember_applied(&changes).await;
+            }
+            if let Err(error) = result {
                 if let ReconcileError::Write {
                     source: SystemError::RateLimited { retry_after, .. },
                     ..
@@ -120,6 +132,27 @@ impl Reconciler {
             }
         }
         report
+    }
+
+    /// Tells whether a change's delivery was applied before. A store failure here is logged and
+    /// treated as "not applied": the record's own list of recent events still drops a duplicate.
+    async fn already_applied(&self, change: &ChangeSet) -> bool {
+        match self.store.was_delivered(&change.dedup_id()).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                warn!(record = %change.record, event_id = change.event_id, error = %error, "delivery lookup failed; deciding anyway");
+                false
+            }
+        }
+    }
+
+    /// Marks the deliveries of applied changes, so late redeliveries are dropped early.
+    async fn remember_applied(&self, changes: &[ChangeSet]) {
+        for change in changes {
+            if let Err(error) = self.store.mark_delivered(&change.dedup_id(), DELIVERY_MEMORY).await {
+                warn!(record = %change.record, event_id = change.event_id, error = %error, "delivery mark failed");
+            }
+        }
     }
 
     /// Decides every change of one record, stores the result with one conditional write, and
