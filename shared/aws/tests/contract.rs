@@ -179,7 +179,10 @@ mod checks {
         store.mark_delivered(&short, Duration::from_secs(1)).await.unwrap();
         assert!(store.was_delivered(&short).await.unwrap());
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert!(!store.was_delivered(&short).await.unwrap(), "an expired mark must read as absent");
+        assert!(
+            !store.was_delivered(&short).await.unwrap(),
+            "an expired mark must read as absent"
+        );
     }
 
     pub(crate) async fn external_id_finds_record(store: &dyn RecordStore) {
