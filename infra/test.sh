@@ -37,7 +37,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 log=$(mktemp)
 status=0
-cargo test --workspace --locked 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log" || status=$?
 # cargo prints one result line per test binary, so the total goes on a closing line of its own.
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 rm -f "$log"

@@ -159,9 +159,6 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
         };
         record.recent_events.remove(&oldest);
     }
-    if let Some(id) = &change.external_id {
-        record.ids.insert(change.source.clone(), id.clone());
-    }
 
     let mut updates: BTreeMap<SystemId, BTreeMap<FieldName, FieldValue>> = BTreeMap::new();
     for (field, wire) in ordered_fields(entity, change) {
@@ -187,6 +184,15 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
             targets,
             decided.reason,
         ));
+    }
+
+    // A change whose every field is stale or invalid may come from an old or foreign copy of
+    // the record, so only a change that was acted on updates the source's id.
+    let current = decisions
+        .iter()
+        .any(|decision| !matches!(decision.outcome, Outcome::Stale | Outcome::Rejected));
+    if let (true, Some(id)) = (current, &change.external_id) {
+        record.ids.insert(change.source.clone(), id.clone());
     }
 
     for created_on in plan_creates(entity, &mut record, change, now, rules.echo_window) {

@@ -115,6 +115,25 @@ impl Record {
 /// of one system before an echo can be mistaken for an edit.
 const WRITES_KEPT: usize = 32;
 
+impl Record {
+    /// Drops a write the target rejected from the echo ledger, so that fieldsync does not take
+    /// its values for what the target holds.
+    pub fn forget_write(&mut self, write: &OutboundWrite) {
+        for (field, value) in &write.fields {
+            let Some(writes) = self
+                .fields
+                .get_mut(field)
+                .and_then(|state| state.written.get_mut(&write.target))
+            else {
+                continue;
+            };
+            if let Some(position) = writes.iter().rposition(|seen| seen.value == *value) {
+                writes.remove(position);
+            }
+        }
+    }
+}
+
 impl FieldState {
     /// Returns the last value fieldsync wrote to `system`.
     pub fn last_written(&self, system: &SystemId) -> Option<&Seen> {

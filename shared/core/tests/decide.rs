@@ -330,3 +330,40 @@ fn status_selects_owner() {
     );
     assert_eq!(record.status.as_deref(), Some("quote_accepted"));
 }
+
+#[test]
+fn stale_change_keeps_known_id() {
+    let rules = rules();
+    let (record, _) = apply(
+        &rules,
+        None,
+        &change("erp", "e1", 10, &[("price", number("19.99"))]),
+        11,
+    );
+    let mut old_copy = change("storefront", "s1", 0, &[("price", text("5.00"))]);
+    old_copy.external_id = Some("999/1".into());
+    let reconciled = reconcile(&rules, Some(record), &old_copy, at(12));
+    assert_eq!(outcome(&reconciled.decisions, "price"), Outcome::Stale);
+    assert_eq!(reconciled.record.ids[&SystemId::new("storefront")], "storefront-id");
+}
+
+#[test]
+fn rejected_write_leaves_echo_ledger() {
+    let rules = rules();
+    let (record, _) = apply(&rules, None, &change("erp", "e1", 0, &[("price", number("19.99"))]), 1);
+    let mut reconciled = reconcile(
+        &rules,
+        Some(record),
+        &change("erp", "e2", 10, &[("price", number("21"))]),
+        at(11),
+    );
+    let write = reconciled.record.outbox[0].clone();
+    reconciled.record.forget_write(&write);
+    reconciled.record.confirm_write(&write, None);
+    // The storefront never got 21.00, so its report of 21.00 would not be an echo.
+    let state = &reconciled.record.fields[&FieldName::new("price")];
+    assert_eq!(
+        state.last_written(&SystemId::new("storefront")).unwrap().value,
+        FieldValue::Money("19.99".parse().unwrap())
+    );
+}

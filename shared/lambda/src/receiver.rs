@@ -36,11 +36,18 @@ pub async fn handle(receiver: &Receiver, request: Request) -> Result<Response<Bo
 /// has already decoded a body the event marked `isBase64Encoded`, and no text conversion happens
 /// here, so the signature is checked on the exact bytes sent.
 pub fn inbound_request(request: &Request) -> InboundRequest {
-    let headers = request
-        .headers()
-        .iter()
-        .filter_map(|(name, value)| Some((name.as_str().to_ascii_lowercase(), value.to_str().ok()?.to_owned())))
-        .collect();
+    // A header sent on several lines is one comma-separated value (RFC 9110, section 5.3).
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in request.headers() {
+        let Ok(value) = value.to_str() else { continue };
+        headers
+            .entry(name.as_str().to_ascii_lowercase())
+            .and_modify(|joined| {
+                joined.push_str(", ");
+                joined.push_str(value);
+            })
+            .or_insert_with(|| value.to_owned());
+    }
     let query: BTreeMap<String, String> = request
         .query_string_parameters_ref()
         .map(|parameters| {
@@ -64,4 +71,21 @@ fn into_response(answer: WebhookResponse) -> Result<Response<Body>, Error> {
         .header(CONTENT_TYPE, answer.content_type)
         .body(Body::Text(answer.body))?;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_header_lines_are_joined() {
+        let request = lambda_http::http::Request::builder()
+            .header("X-Fieldsync-Signature", "v1=first")
+            .header("x-fieldsync-signature", "v1=second")
+            .body(Body::Binary(b"{}".to_vec()))
+            .unwrap();
+        let inbound = inbound_request(&request);
+        assert_eq!(inbound.header("x-fieldsync-signature"), Some("v1=first, v1=second"));
+        assert_eq!(inbound.body, b"{}");
+    }
 }

@@ -214,6 +214,7 @@ impl Reconciler {
             let mut write = pending.clone();
             write.target_id = write.target_id.or_else(|| record.ids.get(&write.target).cloned());
 
+            let mut rejected = false;
             let target_id = match client.write(&write).await {
                 Ok(receipt) => {
                     report.writes += 1;
@@ -225,6 +226,7 @@ impl Reconciler {
                     // Retrying the same values cannot succeed, so the write leaves the outbox and a
                     // person must act on this log line.
                     error!(record = %record.key, system = %write.target, error = %error, "write rejected by the target; dropped");
+                    rejected = true;
                     None
                 }
                 Err(source) => {
@@ -235,21 +237,26 @@ impl Reconciler {
                     });
                 }
             };
-            record = self.confirm(record, &pending, target_id, report).await?;
+            record = self.confirm(record, &pending, target_id, rejected, report).await?;
         }
         Ok(())
     }
 
-    /// Removes a sent write from the stored outbox, re-reading the record after a lost race.
+    /// Removes a sent write from the stored outbox, and a `rejected` one from the echo ledger
+    /// too, re-reading the record after a lost race.
     async fn confirm(
         &self,
         mut record: Record,
         sent: &OutboundWrite,
         target_id: Option<String>,
+        rejected: bool,
         report: &mut BatchReport,
     ) -> Result<Record, ReconcileError> {
         let mut attempt = 0;
         loop {
+            if rejected {
+                record.forget_write(sent);
+            }
             record.confirm_write(sent, target_id.clone());
             match self.store.save(&record).await {
                 Ok(revision) => {

@@ -3,7 +3,8 @@
 //! A sender signs each delivery so the receiver can check origin and freshness:
 //!
 //! - `X-Fieldsync-Timestamp`: Unix seconds when the delivery was signed.
-//! - `X-Fieldsync-Signature`: one or more space-separated `v1=<base64>` entries, each the
+//! - `X-Fieldsync-Signature`: one or more `v1=<base64>` entries, separated by spaces or commas
+//!   (a header repeated on several lines arrives comma-joined), each the
 //!   HMAC-SHA256, keyed with the shared secret, of `<timestamp>.<raw body>`. Several entries let
 //!   a sender sign with the old and the new secret during a rotation.
 //! - `X-Fieldsync-Event-Id`: the event id, identical on every retry of the event.
@@ -64,7 +65,7 @@ impl WebhookFormat for SignedJsonFormat {
             .ok_or_else(|| unauthorized("missing X-Fieldsync-Signature"))?;
         let signed: [&[u8]; 3] = [timestamp.trim().as_bytes(), b".", &request.body];
         let matched = header
-            .split_whitespace()
+            .split([' ', ','])
             .filter_map(|entry| entry.strip_prefix("v1="))
             .any(|candidate| {
                 self.secrets
@@ -211,6 +212,14 @@ mod tests {
     fn any_entry_with_any_secret_verifies() {
         assert_eq!(format().verify(&signed(ITEM, 1_750_000_000, SECRET)), Ok(()));
         assert_eq!(format().verify(&signed(ITEM, 1_750_000_000, "old_secret")), Ok(()));
+    }
+
+    #[test]
+    fn comma_joined_entries_verify() {
+        let mut request = signed(ITEM, 1_750_000_000, SECRET);
+        let header = request.headers.get_mut("x-fieldsync-signature").unwrap();
+        *header = header.replace(' ', ", ");
+        assert_eq!(format().verify(&request), Ok(()));
     }
 
     #[test]
