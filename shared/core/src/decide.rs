@@ -13,9 +13,9 @@ use crate::rules::{EntityRules, FieldRule, ForeignEdit, Rules};
 use crate::value::FieldValue;
 use crate::wire::Wire;
 
-/// Event ids kept in a record to drop redeliveries atomically with its state. Older duplicates
-/// are dropped by the store's delivery marks, which keeps the record item small.
-const RECENT_EVENTS_KEPT: usize = 64;
+/// Event ids kept in a record to drop redeliveries atomically with its state (about 80 bytes
+/// each). Older duplicates are dropped by the store's delivery marks, which keeps the item small.
+const RECENT_EVENTS_KEPT: usize = 256;
 
 /// How much older than the current value a change from another system must be to be stale.
 const CROSS_SOURCE_TOLERANCE: Duration = Duration::seconds(1);
@@ -436,13 +436,22 @@ fn queue_write(
     if fields.is_empty() {
         return;
     }
-    if let Some(pending) = record.outbox.iter_mut().find(|write| write.target == target) {
+    // A claimed write may be on its way already, so new values join only an unclaimed one.
+    let unclaimed = record
+        .outbox
+        .iter_mut()
+        .find(|write| write.target == target && write.claimed_until.is_none());
+    if let Some(pending) = unclaimed {
         pending.fields.extend(fields);
         pending.changed_at = pending.changed_at.min(changed_at);
         return;
     }
     let target_id = record.ids.get(&target).cloned();
+    let id = record.next_write_id;
+    record.next_write_id += 1;
     record.outbox.push(OutboundWrite {
+        id,
+        claimed_until: None,
         target,
         record: record.key.clone(),
         kind,

@@ -24,6 +24,9 @@ pub struct Record {
     pub outbox: Vec<OutboundWrite>,
     /// Event ids already applied, with when they were applied, for dropping late redeliveries.
     pub recent_events: BTreeMap<String, DateTime<Utc>>,
+    /// The id the next outbound write gets.
+    #[serde(default)]
+    pub next_write_id: u64,
 }
 
 /// The state of one field of a record.
@@ -67,6 +70,13 @@ pub enum WriteKind {
 /// Absolute field values to write to one system for one record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboundWrite {
+    /// Unique within the record, so a write can be confirmed after its entry was re-read.
+    #[serde(default)]
+    pub id: u64,
+    /// Set while one reconciler sends this write, so that no other sends it too. A claim whose
+    /// time has passed belongs to a reconciler that stopped, and may be taken over.
+    #[serde(default)]
+    pub claimed_until: Option<DateTime<Utc>>,
     pub target: SystemId,
     pub record: RecordKey,
     pub kind: WriteKind,
@@ -88,6 +98,7 @@ impl Record {
             fields: BTreeMap::new(),
             outbox: Vec::new(),
             recent_events: BTreeMap::new(),
+            next_write_id: 0,
         }
     }
 
@@ -100,7 +111,7 @@ impl Record {
 
     /// Records that `target` confirmed `write`: drops it from the outbox and learns the id.
     pub fn confirm_write(&mut self, write: &OutboundWrite, target_id: Option<String>) {
-        if let Some(position) = self.outbox.iter().position(|pending| pending == write) {
+        if let Some(position) = self.outbox.iter().position(|pending| pending.id == write.id) {
             self.outbox.remove(position);
         }
         if let Some(id) = target_id {
@@ -116,6 +127,29 @@ impl Record {
 const WRITES_KEPT: usize = 32;
 
 impl Record {
+    /// Returns the next write to send: the oldest pending write of a target whose oldest write is
+    /// not claimed by another reconciler at `now`. Writes to one target go out in order.
+    pub fn next_sendable(&self, now: DateTime<Utc>) -> Option<&OutboundWrite> {
+        let mut seen_targets = Vec::new();
+        for write in &self.outbox {
+            if seen_targets.contains(&&write.target) {
+                continue;
+            }
+            seen_targets.push(&write.target);
+            if write.claimed_until.is_none_or(|until| until <= now) {
+                return Some(write);
+            }
+        }
+        None
+    }
+
+    /// Tells whether another reconciler holds a live claim on a pending write.
+    pub fn has_live_claim(&self, now: DateTime<Utc>) -> bool {
+        self.outbox
+            .iter()
+            .any(|write| write.claimed_until.is_some_and(|until| until > now))
+    }
+
     /// Drops a write the target rejected from the echo ledger, so that fieldsync does not take
     /// its values for what the target holds.
     pub fn forget_write(&mut self, write: &OutboundWrite) {

@@ -15,6 +15,9 @@ use crate::message;
 /// Conditional-write attempts per record before the batch item fails and SQS redelivers it.
 const MAX_CONFLICT_RETRIES: u32 = 8;
 
+/// How long a reconciler may take to send one claimed write before another may send it.
+const WRITE_CLAIM: chrono::Duration = chrono::Duration::seconds(60);
+
 /// How long an applied delivery is remembered: past the longest sender retry window among the
 /// supported platforms (Shopify retries for 4 hours, Business Central for 36, BigCommerce for 48).
 const DELIVERY_MEMORY: Duration = Duration::from_secs(49 * 3600);
@@ -57,6 +60,8 @@ pub enum ReconcileError {
     },
     #[error("no connector configured for system {system}")]
     NoConnector { system: SystemId },
+    #[error("another reconciler is sending writes of {record}")]
+    Busy { record: RecordKey },
 }
 
 /// Applies field-ownership rules to queued changes and writes the winners to their targets.
@@ -113,11 +118,7 @@ impl Reconciler {
 
         for (key, group) in groups {
             let changes: Vec<ChangeSet> = group.iter().map(|(_, change)| change.clone()).collect();
-            let result = self.process_record(&key, &changes, &mut report).await;
-            if result.is_ok() {
-                self.remember_applied(&changes).await;
-            }
-            if let Err(error) = result {
+            if let Err(error) = self.process_record(&key, &changes, &mut report).await {
                 if let ReconcileError::Write {
                     source: SystemError::RateLimited { retry_after, .. },
                     ..
@@ -199,19 +200,39 @@ impl Reconciler {
             // The record state is stored; only the audit trail of this batch is missing.
             error!(record = %key, error = %error, entries = decisions.len(), "decision log append failed");
         }
+        // The state now holds these events, so redeliveries can be dropped before the flush,
+        // whose outbox survives a failure here.
+        self.remember_applied(changes).await;
         self.flush(record, report).await
     }
 
     /// Sends every pending outbound write of a record, confirming each in the store.
+    ///
+    /// Each write is claimed with a conditional save before it is sent, so two reconcilers that
+    /// handle one record at once (after a visibility timeout, say) never send the same write, and
+    /// writes to one target go out in order. A write claimed by another live reconciler makes this
+    /// call fail, so the message is retried and nothing that reconciler missed stays unsent.
     async fn flush(&self, mut record: Record, report: &mut BatchReport) -> Result<(), ReconcileError> {
-        while let Some(pending) = record.outbox.first().cloned() {
+        loop {
+            let now = Utc::now();
+            let Some(next) = record.next_sendable(now).cloned() else {
+                if record.has_live_claim(now) {
+                    return Err(ReconcileError::Busy {
+                        record: record.key.clone(),
+                    });
+                }
+                return Ok(());
+            };
+            let Some(claimed) = self.claim(&mut record, &next, report).await? else {
+                continue;
+            };
             let client = self
                 .systems
-                .get(&pending.target)
+                .get(&claimed.target)
                 .ok_or_else(|| ReconcileError::NoConnector {
-                    system: pending.target.clone(),
+                    system: claimed.target.clone(),
                 })?;
-            let mut write = pending.clone();
+            let mut write = claimed.clone();
             write.target_id = write.target_id.or_else(|| record.ids.get(&write.target).cloned());
 
             let mut rejected = false;
@@ -230,16 +251,71 @@ impl Reconciler {
                     None
                 }
                 Err(source) => {
+                    self.release(record, &claimed).await;
                     return Err(ReconcileError::Write {
                         system: write.target.clone(),
-                        record: record.key.clone(),
+                        record: write.record.clone(),
                         source,
                     });
                 }
             };
-            record = self.confirm(record, &pending, target_id, rejected, report).await?;
+            record = self.confirm(record, &claimed, target_id, rejected, report).await?;
         }
-        Ok(())
+    }
+
+    /// Claims `next` in the stored record. Returns the claimed write, or `None` after a lost race,
+    /// with `record` re-read so the caller picks again.
+    async fn claim(
+        &self,
+        record: &mut Record,
+        next: &OutboundWrite,
+        report: &mut BatchReport,
+    ) -> Result<Option<OutboundWrite>, ReconcileError> {
+        let mut claimed = record.clone();
+        let Some(entry) = claimed.outbox.iter_mut().find(|write| write.id == next.id) else {
+            return Ok(None);
+        };
+        entry.claimed_until = Some(Utc::now() + WRITE_CLAIM);
+        let write = entry.clone();
+        match self.store.save(&claimed).await {
+            Ok(revision) => {
+                claimed.revision = revision;
+                *record = claimed;
+                Ok(Some(write))
+            }
+            Err(error) if error.is_conflict() => {
+                report.conflicts_retried += 1;
+                *record = self
+                    .store
+                    .load(&record.key)
+                    .await?
+                    .unwrap_or_else(|| Record::new(record.key.clone()));
+                Ok(None)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives up a claim after a failed send, so the retry need not wait for the claim to expire.
+    /// A failure here only delays that retry, so it is logged and not returned.
+    async fn release(&self, mut record: Record, claimed: &OutboundWrite) {
+        for _ in 0..MAX_CONFLICT_RETRIES {
+            if let Some(entry) = record.outbox.iter_mut().find(|write| write.id == claimed.id) {
+                entry.claimed_until = None;
+            }
+            match self.store.save(&record).await {
+                Ok(_) => return,
+                Err(error) if error.is_conflict() => match self.store.load(&record.key).await {
+                    Ok(Some(fresh)) => record = fresh,
+                    Ok(None) | Err(_) => break,
+                },
+                Err(error) => {
+                    warn!(record = %record.key, error = %error, "write claim not released; it expires by itself");
+                    return;
+                }
+            }
+        }
+        warn!(record = %record.key, "write claim not released; it expires by itself");
     }
 
     /// Removes a sent write from the stored outbox, and a `rejected` one from the echo ledger

@@ -119,6 +119,8 @@ mod tests {
 
     fn write(entity: &str, fields: Vec<(&str, FieldValue)>) -> OutboundWrite {
         OutboundWrite {
+            id: 0,
+            claimed_until: None,
             target: SystemId::new("erp"),
             record: RecordKey::new("shop", entity, "MUG-RED"),
             kind: WriteKind::Update,

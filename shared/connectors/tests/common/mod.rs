@@ -26,6 +26,8 @@ pub fn write(
     fields: Vec<(&str, FieldValue)>,
 ) -> OutboundWrite {
     OutboundWrite {
+        id: 0,
+        claimed_until: None,
         target: SystemId::new(target),
         record: RecordKey::new("demo", entity, key),
         kind,
