@@ -120,10 +120,9 @@ impl Record {
     }
 }
 
-/// Writes kept per system and field in the echo ledger, besides the echo window's limit on age. A
-/// webhook that reports an older write after a newer one was made is recognized as an echo only
-/// while that older write is kept, so this bounds how many writes may be in flight to one field
-/// of one system before an echo can be mistaken for an edit.
+/// Writes kept per system and field in the echo ledger, besides the echo window's limit on age.
+/// A late report of an older write is recognized as an echo only while that write is kept. So
+/// this bounds the writes in flight to one field of one system before an echo looks like an edit.
 const WRITES_KEPT: usize = 32;
 
 impl Record {
@@ -143,7 +142,7 @@ impl Record {
         None
     }
 
-    /// Tells whether another reconciler holds a live claim on a pending write.
+    /// Tells whether a pending write has a live claim, that is, another reconciler is sending it.
     pub fn has_live_claim(&self, now: DateTime<Utc>) -> bool {
         self.outbox
             .iter()

@@ -200,7 +200,7 @@ impl Reconciler {
             // The record state is stored; only the audit trail of this batch is missing.
             error!(record = %key, error = %error, entries = decisions.len(), "decision log append failed");
         }
-        // The state now holds these events, so redeliveries can be dropped before the flush,
+        // The state now contains these events, so redeliveries can be dropped before the flush,
         // whose outbox survives a failure here.
         self.remember_applied(changes).await;
         self.flush(record, report).await
