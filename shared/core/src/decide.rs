@@ -10,7 +10,7 @@ use crate::change::ChangeSet;
 use crate::ids::{FieldName, RecordKey, SystemId};
 use crate::record::{FieldState, OutboundWrite, Record, Seen, Version, WriteKind};
 use crate::rules::{EntityRules, FieldRule, ForeignEdit, Rules};
-use crate::value::FieldValue;
+use crate::value::{check_decimal_members, FieldValue};
 use crate::wire::Wire;
 
 /// Event ids kept in a record to drop redeliveries atomically with its state (about 80 bytes
@@ -163,7 +163,12 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
     let mut updates: BTreeMap<SystemId, BTreeMap<FieldName, FieldValue>> = BTreeMap::new();
     for (field, wire) in ordered_fields(entity, change) {
         let Some(rule) = entity.fields.get(field) else { continue };
-        let value = rule.field_type.parse(wire);
+        let value = rule.field_type.parse(wire).and_then(|value| match value {
+            Some(FieldValue::Json(json)) if !rule.decimal_members.is_empty() => {
+                check_decimal_members(&json, &rule.decimal_members).map(|json| Some(FieldValue::Json(json)))
+            }
+            other => Ok(other),
+        });
         let state = record.fields.entry(field.clone()).or_default();
         let status = record.status.as_deref();
         let Some(decided) = decide_field(rule, state, status, change, value.clone(), now, rules.echo_window) else {

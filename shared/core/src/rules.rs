@@ -75,6 +75,9 @@ pub struct FieldRule {
     pub owner_by_status: BTreeMap<String, SystemId>,
     pub sync_to: Vec<SystemId>,
     pub on_foreign_edit: ForeignEdit,
+    /// For `json` fields: object members, at any depth, that hold money and must be decimals,
+    /// such as `unit_price` in a customer price list.
+    pub decimal_members: Vec<String>,
 }
 
 /// The owner of a field when no status rule applies.
@@ -174,6 +177,8 @@ struct RawField {
     #[serde(default)]
     sync_to: Vec<Spanned<String>>,
     on_foreign_edit: Option<Spanned<String>>,
+    #[serde(default)]
+    decimal_members: Vec<String>,
 }
 
 impl Rules {
@@ -285,6 +290,12 @@ impl Rules {
                         ))
                     }
                 };
+                if !field.decimal_members.is_empty() && field_type != FieldType::Json {
+                    return Err(error_at(
+                        span,
+                        "`decimal_members` applies only to json fields".to_owned(),
+                    ));
+                }
                 fields.insert(
                     FieldName::new(field_name.as_str()),
                     FieldRule {
@@ -293,6 +304,7 @@ impl Rules {
                         owner_by_status,
                         sync_to,
                         on_foreign_edit,
+                        decimal_members: field.decimal_members.clone(),
                     },
                 );
             }

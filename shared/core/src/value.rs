@@ -120,6 +120,43 @@ fn parse_quantity(wire: &Wire) -> Result<Option<FieldValue>, InvalidValue> {
         .map_err(|_| invalid("quantity", wire, "out of range"))
 }
 
+/// Checks that every member named in `members`, in any object at any depth of `wire`, is a
+/// decimal, and rewrites each to its shortest decimal text so systems that write `17.5` and
+/// `"17.50"` give equal values. An empty string or `null` member is left as it is.
+pub fn check_decimal_members(wire: &Wire, members: &[String]) -> Result<Wire, InvalidValue> {
+    match wire {
+        Wire::List(items) => items
+            .iter()
+            .map(|item| check_decimal_members(item, members))
+            .collect::<Result<_, _>>()
+            .map(Wire::List),
+        Wire::Map(map) => {
+            let mut checked = std::collections::BTreeMap::new();
+            for (name, value) in map {
+                let value = if members.iter().any(|member| member == name) {
+                    decimal_member(value)?
+                } else {
+                    check_decimal_members(value, members)?
+                };
+                checked.insert(name.clone(), value);
+            }
+            Ok(Wire::Map(checked))
+        }
+        other => Ok(other.clone()),
+    }
+}
+
+fn decimal_member(value: &Wire) -> Result<Wire, InvalidValue> {
+    let text = match value {
+        Wire::Null => return Ok(Wire::Null),
+        Wire::Text(text) if text.trim().is_empty() => return Ok(value.clone()),
+        Wire::Number(text) | Wire::Text(text) => text.trim(),
+        other => return Err(invalid("money", other, "expected a decimal number or string")),
+    };
+    let amount = Decimal::from_str(text).map_err(|_| invalid("money", value, "not a decimal number"))?;
+    Ok(Wire::Text(amount.normalize().to_string()))
+}
+
 /// Rounds half away from zero to `scale` digits and keeps exactly that many, so `19.9` and
 /// `19.900` become the same `19.90`.
 fn round_money(amount: Decimal, scale: u32) -> Decimal {

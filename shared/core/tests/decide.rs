@@ -38,6 +38,11 @@ sync_to = ["storefront", "erp"]
 [entities.product.fields.published]
 type = "bool"
 owner = "storefront"
+[entities.product.fields.customer_prices]
+type = "json"
+decimal_members = ["unit_price"]
+owner = "erp"
+sync_to = ["storefront"]
 
 [entities.order]
 key = "id"
@@ -366,4 +371,49 @@ fn rejected_write_leaves_echo_ledger() {
         state.last_written(&SystemId::new("storefront")).unwrap().value,
         FieldValue::Money("19.99".parse().unwrap())
     );
+}
+
+#[test]
+fn invalid_money_in_json_is_rejected() {
+    let rules = rules();
+    let prices =
+        |price: &str| Wire::parse(format!(r#"[{{"customer":"C-1","unit_price":{price}}}]"#).as_bytes()).unwrap();
+    let (record, _) = apply(
+        &rules,
+        None,
+        &change("erp", "e1", 0, &[("customer_prices", prices("17.50"))]),
+        1,
+    );
+    let stored = record.value("customer_prices").unwrap().clone();
+    assert_eq!(
+        stored,
+        FieldValue::Json(Wire::parse(br#"[{"customer":"C-1","unit_price":"17.5"}]"#).unwrap())
+    );
+
+    let bad = change(
+        "erp",
+        "e2",
+        10,
+        &[("customer_prices", prices("\"1..2\"")), ("name", text("Mug"))],
+    );
+    let reconciled = reconcile(&rules, Some(record), &bad, at(11));
+    let rejected = reconciled
+        .decisions
+        .iter()
+        .find(|decision| decision.field.as_str() == "customer_prices")
+        .unwrap();
+    assert_eq!(rejected.outcome, Outcome::Rejected);
+    assert!(rejected.reason.contains("1..2"), "{}", rejected.reason);
+    assert_eq!(outcome(&reconciled.decisions, "name"), Outcome::Apply);
+    assert_eq!(reconciled.record.value("customer_prices"), Some(&stored));
+}
+
+#[test]
+fn decimal_members_need_json_type() {
+    let text = RULES.replace(
+        "type = \"bool\"\nowner = \"storefront\"",
+        "type = \"bool\"\ndecimal_members = [\"x\"]\nowner = \"storefront\"",
+    );
+    let error = Rules::parse("rules.toml", &text).unwrap_err();
+    assert!(error.message.contains("only to json fields"), "{error}");
 }
