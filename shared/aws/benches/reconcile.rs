@@ -539,7 +539,7 @@ struct CountSnapshot {
     port_calls: u64,
     dynamodb_calls: u64,
     write_units: u64,
-    /// The part of `write_units` spent on id cross-reference items, which every save rewrites.
+    /// The part of `write_units` spent on id cross-reference items, written when an id is new.
     cross_reference_write_units: u64,
     read_units: u64,
     conflicts: u64,
@@ -599,6 +599,9 @@ impl RecordStore for CountingStore {
             // A put whose condition fails consumes its write units too.
             write_units += item_size::write_units(state_bytes);
             for (system, external_id) in &record.ids {
+                if record.indexed_ids.get(system) == Some(external_id) {
+                    continue;
+                }
                 cross_reference_units +=
                     item_size::write_units(item_size::cross_reference(record, system, external_id));
             }
@@ -606,8 +609,12 @@ impl RecordStore for CountingStore {
         let mut counts = self.counts();
         counts.port_calls += 1;
         counts.saves += 1;
-        // One BatchWriteItem of the cross-references when the record has ids, then the PutItem.
-        counts.dynamodb_calls += if record.ids.is_empty() { 1 } else { 2 };
+        // One BatchWriteItem of the cross-references not written yet, if any, then the PutItem.
+        let new_ids = record
+            .ids
+            .iter()
+            .any(|(system, id)| record.indexed_ids.get(system) != Some(id));
+        counts.dynamodb_calls += if new_ids { 2 } else { 1 };
         counts.write_units += write_units + cross_reference_units;
         counts.cross_reference_write_units += cross_reference_units;
         counts.largest_state_item = counts.largest_state_item.max(state_bytes);

@@ -273,6 +273,10 @@ impl RecordStore for DynamoStore {
         let revision = record.revision + 1;
         let mut stored = record.clone();
         stored.revision = revision;
+        // Only ids whose cross-reference is not written yet cost a write; the stored record then
+        // lists every id as written. A lost race below leaves extra cross-references, which are
+        // true anyway, and the next save writes them again.
+        stored.indexed_ids = record.ids.clone();
         // serde_json fails here only on a map key that is not a string or on a failing `Serialize`
         // impl. `StoreError` has no variant for an unwritable record, so this reports `Corrupt`.
         let document = serde_json::to_string(&stored).map_err(|error| corrupt(&record.key, error))?;
@@ -422,6 +426,9 @@ fn cross_reference_items(record: &Record) -> Result<Vec<Item>, serde_json::Error
     let key = &record.key;
     let mut cross_references = Vec::with_capacity(record.ids.len());
     for (system, external_id) in &record.ids {
+        if record.indexed_ids.get(system) == Some(external_id) {
+            continue;
+        }
         let pk = items::xid_pk(&key.integration, system, &key.entity, external_id);
         let mut item = items::key(pk, items::XID_SK);
         item.insert(RECORD.to_owned(), AttributeValue::S(record_key.clone()));

@@ -219,6 +219,16 @@ mod checks {
             .await
             .unwrap();
         assert_eq!(other_integration, None);
+
+        // A changed id gets its cross-reference on the next save, as a reloaded record has it.
+        let mut reloaded = store.load(&record.key).await.unwrap().unwrap();
+        reloaded.ids.insert(erp.clone(), "ITEM-0044".to_owned());
+        store.save(&reloaded).await.unwrap();
+        let changed = store
+            .find_by_external_id("contract", &erp, &product_entity, "ITEM-0044")
+            .await
+            .unwrap();
+        assert_eq!(changed.as_ref(), Some(&record.key));
     }
 
     pub(crate) async fn dedup_drops_repeated_id(queue: &dyn Queue) {

@@ -27,6 +27,10 @@ pub struct Record {
     /// The id the next outbound write gets.
     #[serde(default)]
     pub next_write_id: u64,
+    /// The entries of `ids` whose cross-reference the store has already written, so it writes
+    /// only new or changed ones.
+    #[serde(default)]
+    pub indexed_ids: BTreeMap<SystemId, String>,
 }
 
 /// The state of one field of a record.
@@ -99,6 +103,7 @@ impl Record {
             outbox: Vec::new(),
             recent_events: BTreeMap::new(),
             next_write_id: 0,
+            indexed_ids: BTreeMap::new(),
         }
     }
 

@@ -66,6 +66,8 @@ impl RecordStore for EmbeddedStore {
         }
         let mut stored = record.clone();
         stored.revision += 1;
+        // As the DynamoDB store does, the stored record lists every id as cross-referenced.
+        stored.indexed_ids = stored.ids.clone();
         for (system, id) in &stored.ids {
             let index_key = (
                 stored.key.integration.clone(),
