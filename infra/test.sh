@@ -31,6 +31,11 @@ if [[ -n "$forbidden" ]]; then
     exit 1
 fi
 
+echo "== template.yaml"
+tools=$(infra/tools.sh)
+"$tools/bin/cfn-lint" template.yaml
+"$tools/bin/python" infra/check_template.py template.yaml
+
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
