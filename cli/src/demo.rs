@@ -227,7 +227,7 @@ async fn play(stack: &LocalStack, checks: &mut Checks) -> anyhow::Result<()> {
 }
 
 /// Posts a recorded webhook again. With `secret`, it is signed anew with the current time, as a
-/// sender's retry hours later would be; the event id in the body stays the same.
+/// sender's retry hours later would be. The event id in the body stays the same.
 async fn resend(
     client: &reqwest::Client,
     url: &str,

@@ -251,8 +251,8 @@ enum Claims {
     Unchecked,
 }
 
-/// Checks that both systems and the record hold the ERP's latest price, and the claim-on-edit
-/// field as far as `claims` says.
+/// Checks that both systems and the record contain the ERP's latest price, and the claim-on-edit
+/// field as far as `claims` requires.
 fn check_converged(world: &World, claims: Claims) {
     let record = world.record.as_ref().expect("record exists");
     for field in FIELDS {

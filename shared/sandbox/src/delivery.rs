@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::error::SandboxError;
 
-/// How webhook deliveries are retried.
+/// The retry policy of webhook deliveries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts per event, the first included.
@@ -45,7 +45,7 @@ impl RetryPolicy {
     }
 }
 
-/// One attempt to deliver a webhook, as sent and as answered.
+/// One attempt to deliver a webhook: the request sent and the receiver's response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The topic or event type, such as `products/update` or `item.updated`.
@@ -62,10 +62,10 @@ pub struct Delivery {
     pub outcome: DeliveryOutcome,
 }
 
-/// How the receiver answered one delivery attempt.
+/// The receiver's response to one delivery attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryOutcome {
-    /// The receiver answered with this HTTP status.
+    /// The receiver responded with this HTTP status.
     Status(u16),
     /// The request failed before a status arrived (connection refused, timeout).
     Failed(String),
