@@ -1,4 +1,4 @@
-//! The receiver's answers to bad input: nothing is lost and the sender learns whether to retry.
+//! The receiver's responses to bad input: nothing is lost and the sender learns whether to retry.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

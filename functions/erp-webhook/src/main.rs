@@ -1,5 +1,5 @@
 //! Receives ERP webhooks: verifies each signature, enqueues the normalized field changes on the
-//! SQS FIFO queue, and answers 2xx only once they are queued. Configuration: see
+//! SQS FIFO queue, and responds 2xx only once they are queued. Configuration: see
 //! `fieldsync_lambda::config`.
 
 use std::sync::Arc;

@@ -72,8 +72,8 @@ impl SqsQueue {
         self.dead_letter_url.as_deref()
     }
 
-    /// Returns how many messages wait or are in flight on the main queue, from the approximate
-    /// counts SQS keeps (exact on emulators; on SQS they lag by up to a minute).
+    /// Returns how many messages wait or are in flight on the main queue. The figure comes from
+    /// the approximate counts SQS keeps, which are exact on emulators and may lag on SQS.
     pub async fn approximate_depth(&self) -> Result<usize, QueueError> {
         let attributes = self
             .client

@@ -169,7 +169,7 @@ mod checks {
         assert_eq!(store.decisions(&key).await.unwrap(), appended);
     }
 
-    /// A delivery mark reads as applied until its TTL passes, and only for its own id.
+    /// Checks that a delivery mark reads as applied until its TTL passes, and only for its own id.
     pub(crate) async fn delivery_mark_expires(store: &dyn RecordStore) {
         let id = format!("delivery-{}", std::process::id());
         assert!(!store.was_delivered(&id).await.unwrap());

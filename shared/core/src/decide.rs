@@ -100,10 +100,10 @@ struct FieldDecision {
 
 /// Reconciles one change against the stored record, deciding every field it carries.
 ///
-/// NOTE: claim-on-edit fields follow the latest edit when changes arrive in order and settle. When
-/// people edit the same field on two systems while earlier changes are still in flight, or a
-/// sender delivers full payloads out of order, the two systems can end with different values,
-/// because a payload stamps unchanged fields with its own time. Per-field change times from the
+/// NOTE: claim-on-edit fields follow the latest edit when changes arrive in order and settle. The
+/// two systems can end with different values when people edit the same field on both while
+/// earlier changes are in flight, or when a sender delivers full payloads out of order. The
+/// cause is that a payload stamps unchanged fields with its own time. Per-field change times from the
 /// sender, or a conditional write at the target, would close this gap.
 ///
 /// New outbound writes are merged into the record's outbox, one entry per target, so a batch of

@@ -265,7 +265,7 @@ fn check_converged(world: &World, claims: Claims) {
         let expected = match field {
             // The ERP owns the price, so its latest value wins everywhere.
             "price" => erp.clone(),
-            // The latest edit by a person wins, whoever made it.
+            // The latest edit by a person wins, on either system.
             _ => world.last_edit[field].1.clone(),
         };
         assert!(

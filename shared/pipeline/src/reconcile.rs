@@ -87,9 +87,9 @@ impl Reconciler {
         &self.rules
     }
 
-    /// Processes a batch. Messages are grouped by record; within a group they are applied in
-    /// order, and once one fails, it and every later message of that record are reported failed,
-    /// so SQS FIFO redelivers them in order.
+    /// Processes a batch. Messages are grouped by record and applied in order within a group.
+    /// Once one fails, it and every later message of that record are reported failed, so SQS
+    /// FIFO redelivers them in order.
     pub async fn process_batch(&self, items: &[BatchItem]) -> BatchReport {
         let mut report = BatchReport::default();
         let mut groups: Vec<(RecordKey, Vec<(&BatchItem, ChangeSet)>)> = Vec::new();

@@ -80,7 +80,7 @@ impl Delivery {
             .map(|(_, value)| value.as_str())
     }
 
-    /// Tells whether the receiver answered with a 2xx status.
+    /// Tells whether the receiver responded with a 2xx status.
     pub fn succeeded(&self) -> bool {
         matches!(self.outcome, DeliveryOutcome::Status(status) if (200..300).contains(&status))
     }

@@ -1,7 +1,7 @@
 //! Local HTTP stand-ins for the systems fieldsync connects, for tests, demos and development.
 //!
 //! Each sandbox is an axum server bound to `127.0.0.1` on an ephemeral port. It keeps its data in
-//! memory, answers the subset of the platform's API that fieldsync's connectors call, and sends a
+//! memory, serves the subset of the platform's API that fieldsync's connectors call, and sends a
 //! signed webhook for every change, whether an API call or a simulated person made it.
 //!
 //! - [`storefront`] behaves like Shopify's Admin GraphQL API and Shopify's REST-shaped webhooks.
