@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use fieldsync_core::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use fieldsync_embedded::{EmbeddedQueue, QueueSettings};
 use fieldsync_lambda::receiver::handle;
-use fieldsync_tests::{api_gateway_request, shopify_receiver, shopify_signature, status_and_body};
+use fieldsync_tests::{
+    api_gateway_request, api_gateway_request_for, shopify_receiver, shopify_signature, status_and_body,
+    UnavailableQueue,
+};
 
 const SECRET: &str = "shpss_receiver_test";
 const ORDER: &[u8] = br#"{"id":1,"email":"ada@example.test","updated_at":"2025-06-01T10:00:00Z"}"#;
@@ -85,34 +86,6 @@ async fn unknown_topic_gets_200_and_is_ignored() {
     assert!(queue.is_empty());
 }
 
-/// A queue that is down, as SQS is during an outage or a throttling burst.
-#[derive(Debug)]
-struct UnavailableQueue;
-
-#[async_trait]
-impl Queue for UnavailableQueue {
-    async fn send(&self, _: &[OutgoingMessage]) -> Result<(), QueueError> {
-        Err(QueueError::Unavailable {
-            source: "connection refused".into(),
-        })
-    }
-    async fn receive(&self, _: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
-        Ok(Vec::new())
-    }
-    async fn delete(&self, _: &str) -> Result<(), QueueError> {
-        Ok(())
-    }
-    async fn retry_later(&self, _: &str, _: std::time::Duration) -> Result<(), QueueError> {
-        Ok(())
-    }
-    async fn dead_letters(&self) -> Result<Vec<ReceivedMessage>, QueueError> {
-        Ok(Vec::new())
-    }
-    async fn redrive(&self) -> Result<usize, QueueError> {
-        Ok(0)
-    }
-}
-
 #[tokio::test]
 async fn queue_down_gets_503_so_sender_retries() {
     let receiver = shopify_receiver(Arc::new(UnavailableQueue), SECRET);
@@ -124,4 +97,17 @@ async fn queue_down_gets_503_so_sender_retries() {
     .await
     .unwrap();
     assert_eq!(status_and_body(&response).0, 503);
+}
+
+#[tokio::test]
+async fn url_of_another_integration_gets_404_and_enqueues_nothing() {
+    let queue = Arc::new(EmbeddedQueue::new(QueueSettings::default()));
+    let receiver = shopify_receiver(queue.clone(), SECRET);
+    let signature = shopify_signature(SECRET, ORDER);
+    let headers = signed_headers("orders/create", &signature);
+    let response = handle(&receiver, api_gateway_request_for("other", ORDER, &headers, false))
+        .await
+        .unwrap();
+    assert_eq!(status_and_body(&response).0, 404);
+    assert!(queue.is_empty());
 }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use fieldsync_core::formats::shopify::ShopifyFormat;
-use fieldsync_core::ports::Queue;
+use fieldsync_core::ports::{OutgoingMessage, Queue, QueueError, ReceivedMessage};
 use fieldsync_core::{Rules, Secret, SystemId};
+use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_lambda::receiver::Receiver;
 use fieldsync_local::{LocalOptions, LocalStack};
 
@@ -42,14 +43,26 @@ pub fn shopify_receiver(queue: Arc<dyn Queue>, secret: &str) -> Receiver {
         secrets: vec![Secret::new(secret)],
     };
     Receiver {
+        integration: "demo".into(),
         format: Arc::new(format),
         queue,
+        metrics: MetricsSink::Off,
     }
 }
 
-/// Builds an API Gateway HTTP API (payload 2.0) event, as Lambda delivers it, and reads it
-/// with `lambda_http` the way the runtime does.
+/// Builds an API Gateway HTTP API (payload 2.0) event for the demo integration's storefront
+/// route, as Lambda delivers it, and reads it with `lambda_http` the way the runtime does.
 pub fn api_gateway_request(body: &[u8], headers: &[(&str, &str)], base64_encoded: bool) -> lambda_http::Request {
+    api_gateway_request_for("demo", body, headers, base64_encoded)
+}
+
+/// As [`api_gateway_request`], on the storefront route of the named integration.
+pub fn api_gateway_request_for(
+    integration: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+    base64_encoded: bool,
+) -> lambda_http::Request {
     let headers: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(name, value)| ((*name).to_owned(), serde_json::Value::String((*value).to_owned())))
@@ -59,10 +72,11 @@ pub fn api_gateway_request(body: &[u8], headers: &[(&str, &str)], base64_encoded
     } else {
         String::from_utf8(body.to_vec()).unwrap()
     };
+    let path = format!("/webhooks/{integration}/storefront");
     let event = serde_json::json!({
         "version": "2.0",
-        "routeKey": "POST /webhooks/demo/storefront",
-        "rawPath": "/webhooks/demo/storefront",
+        "routeKey": "POST /webhooks/{integration}/storefront",
+        "rawPath": path,
         "rawQueryString": "",
         "headers": headers,
         "requestContext": {
@@ -70,13 +84,14 @@ pub fn api_gateway_request(body: &[u8], headers: &[(&str, &str)], base64_encoded
             "apiId": "api-id",
             "domainName": "example.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "example",
-            "http": { "method": "POST", "path": "/webhooks/demo/storefront", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "Shopify-Captain-Hook" },
+            "http": { "method": "POST", "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "Shopify-Captain-Hook" },
             "requestId": "request-1",
-            "routeKey": "POST /webhooks/demo/storefront",
+            "routeKey": "POST /webhooks/{integration}/storefront",
             "stage": "$default",
             "time": "01/Jun/2025:10:00:00 +0000",
             "timeEpoch": 1748772000000_u64
         },
+        "pathParameters": { "integration": integration },
         "body": body,
         "isBase64Encoded": base64_encoded
     });
@@ -109,4 +124,32 @@ pub async fn post_shopify(stack: &LocalStack, topic: &str, body: &[u8], extra_he
         request = request.header(*name, *value);
     }
     request.send().await.unwrap().status().as_u16()
+}
+
+/// A queue that is down, as SQS is during an outage or a throttling burst.
+#[derive(Debug)]
+pub struct UnavailableQueue;
+
+#[async_trait::async_trait]
+impl Queue for UnavailableQueue {
+    async fn send(&self, _: &[OutgoingMessage]) -> Result<(), QueueError> {
+        Err(QueueError::Unavailable {
+            source: "connection refused".into(),
+        })
+    }
+    async fn receive(&self, _: usize) -> Result<Vec<ReceivedMessage>, QueueError> {
+        Ok(Vec::new())
+    }
+    async fn delete(&self, _: &str) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn retry_later(&self, _: &str, _: std::time::Duration) -> Result<(), QueueError> {
+        Ok(())
+    }
+    async fn dead_letters(&self) -> Result<Vec<ReceivedMessage>, QueueError> {
+        Ok(Vec::new())
+    }
+    async fn redrive(&self) -> Result<usize, QueueError> {
+        Ok(0)
+    }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use fieldsync_aws::DynamoStore;
+use fieldsync_lambda::cold_start::{resolve, SecretSources};
 use fieldsync_lambda::config::{connections_from_env, load_rules, Environment, ProcessEnvironment};
+use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_lambda::reconciler::handle;
 use fieldsync_pipeline::Reconciler;
 use lambda_runtime::{service_fn, Error};
@@ -14,7 +16,8 @@ use lambda_runtime::{service_fn, Error};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     fieldsync_lambda::init_tracing();
-    let env = ProcessEnvironment;
+    let sdk = fieldsync_aws::sdk_config().await;
+    let env = resolve(&SecretSources::new(&sdk), ProcessEnvironment).await?;
     let rules = Arc::new(load_rules(&env)?);
     let table = env.require("FIELDSYNC_TABLE_NAME")?;
     let mut systems = BTreeMap::new();
@@ -22,8 +25,9 @@ async fn main() -> Result<(), Error> {
         systems.insert(connection.system.clone(), connection.client()?);
     }
 
-    let dynamodb = aws_sdk_dynamodb::Client::new(&fieldsync_aws::sdk_config().await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let reconciler = Reconciler::new(rules, Arc::new(DynamoStore::new(dynamodb, table)), systems);
+    let metrics = MetricsSink::Stdout;
 
-    lambda_runtime::run(service_fn(|event| handle(&reconciler, event))).await
+    lambda_runtime::run(service_fn(|event| handle(&reconciler, &metrics, event))).await
 }

@@ -95,6 +95,10 @@ pub(crate) fn status_error(
             system: system.clone(),
             record: record.clone(),
         },
+        // A refused token or permission is fixed by an operator, not by changing the values, so
+        // the write stays queued and its retries end in the dead-letter queue for a redrive
+        // instead of being dropped.
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => unavailable(system, StatusError { status }),
         status if status.is_client_error() => {
             let detail = message.map(|message| format!(": {message}")).unwrap_or_default();
             rejected(system, record, format!("HTTP {status}{detail}"))

@@ -111,7 +111,7 @@ async fn missing_item_is_rejected() {
 }
 
 #[tokio::test]
-async fn wrong_token_is_rejected() {
+async fn wrong_token_is_retryable_until_an_operator_fixes_it() {
     let erp = sandbox(ErpConfig::default()).await;
     seed_item(&erp);
     let client = ErpClient::new(ErpClientConfig::new("erp", erp.base_url(), Secret::new("wrong"))).unwrap();
@@ -128,10 +128,11 @@ async fn wrong_token_is_rejected() {
         .await
         .unwrap_err();
 
-    assert!(
-        matches!(error, SystemError::Rejected { ref message, .. } if message.contains("401")),
-        "{error:?}"
-    );
+    // The write stays queued; its retries reach the dead-letter queue for a redrive once the
+    // token is fixed.
+    assert!(matches!(error, SystemError::Unavailable { .. }), "{error:?}");
+    assert!(error.is_retryable());
+    assert!(format!("{:?}", error).contains("401"), "{error:?}");
 }
 
 /// A proxy in front of the ERP that edits the item as a user just before forwarding the first

@@ -357,7 +357,7 @@ async fn http_429_is_rate_limited_with_retry_after() {
 }
 
 #[tokio::test]
-async fn wrong_token_is_rejected() {
+async fn wrong_token_is_retryable_until_an_operator_fixes_it() {
     let shop = sandbox(StorefrontConfig::default()).await;
     let client = ShopifyClient::new(ShopifyConfig::new("storefront", shop.base_url(), Secret::new("wrong"))).unwrap();
 
@@ -373,10 +373,11 @@ async fn wrong_token_is_rejected() {
         .await
         .unwrap_err();
 
-    assert!(
-        matches!(error, SystemError::Rejected { ref message, .. } if message.contains("401")),
-        "{error:?}"
-    );
+    // The write stays queued; its retries reach the dead-letter queue for a redrive once the
+    // token is fixed.
+    assert!(matches!(error, SystemError::Unavailable { .. }), "{error:?}");
+    assert!(error.is_retryable());
+    assert!(format!("{:?}", error).contains("401"), "{error:?}");
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ const RECENT_EVENTS_KEPT: usize = 256;
 const CROSS_SOURCE_TOLERANCE: Duration = Duration::seconds(1);
 
 /// The reconciler's verdict on one field of one change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// The owner changed the value: it becomes current and goes to the `targets`.

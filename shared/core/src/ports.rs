@@ -159,7 +159,7 @@ pub enum SystemError {
     #[error("{system} rejected a stale write to {record}")]
     Conflict { system: SystemId, record: RecordKey },
     /// The system failed or could not be reached; retrying later may succeed.
-    #[error("{system} unavailable")]
+    #[error("{system} unavailable: {source}")]
     Unavailable {
         system: SystemId,
         #[source]

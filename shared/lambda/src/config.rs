@@ -2,7 +2,8 @@
 //!
 //! | Variable | Used by | Meaning |
 //! | --- | --- | --- |
-//! | `FIELDSYNC_RULES_FILE` | all | path of the rules file (default `rules.toml`) |
+//! | `FIELDSYNC_RULES_PARAMETER` | all, deployed | Parameter Store parameter holding the rules file, read at cold start |
+//! | `FIELDSYNC_RULES_FILE` | all, local | path of the rules file when no parameter is named (default `rules.toml`) |
 //! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
 //! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify` or `signed-json` |
 //! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets; two during a rotation |
@@ -12,6 +13,11 @@
 //! | `FIELDSYNC_TABLE_NAME` | reconciler | the DynamoDB table |
 //! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify` or `erp-rest` |
 //! | `FIELDSYNC_<SYSTEM>_BASE_URL`, `FIELDSYNC_<SYSTEM>_TOKEN` | reconciler | API base URL and token per system |
+//! | `FIELDSYNC_<SYSTEM>_LOCATION_ID` | reconciler | Shopify inventory location (default `gid://shopify/Location/1`) |
+//!
+//! Deployed functions take no secret from the environment: `FIELDSYNC_<NAME>_ARN` names a
+//! Secrets Manager secret read at cold start into `FIELDSYNC_<NAME>`
+//! (`FIELDSYNC_WEBHOOK_SECRETS_ARN`, `FIELDSYNC_ERP_TOKEN_ARN`…); see [`crate::cold_start`].
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +62,9 @@ pub trait Environment {
     /// Returns the value of `name`, if set and not empty.
     fn get(&self, name: &str) -> Option<String>;
 
+    /// Returns the names of every variable set.
+    fn names(&self) -> Vec<String>;
+
     /// Returns the value of `name`, or a [`ConfigError::Missing`] naming it.
     fn require(&self, name: &str) -> Result<String, ConfigError> {
         self.get(name).ok_or_else(|| ConfigError::Missing {
@@ -72,16 +81,33 @@ impl Environment for ProcessEnvironment {
     fn get(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|value| !value.is_empty())
     }
+
+    fn names(&self) -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect()
+    }
 }
 
 impl Environment for BTreeMap<String, String> {
     fn get(&self, name: &str) -> Option<String> {
         BTreeMap::get(self, name).filter(|value| !value.is_empty()).cloned()
     }
+
+    fn names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
 }
 
-/// Loads the rules file named by `FIELDSYNC_RULES_FILE` (default `rules.toml`).
+/// Loads the rules: the text read from `FIELDSYNC_RULES_PARAMETER` at cold start, or else the
+/// file named by `FIELDSYNC_RULES_FILE` (default `rules.toml`).
 pub fn load_rules(env: &dyn Environment) -> Result<Rules, ConfigError> {
+    if let Some(text) = env.get(crate::cold_start::RULES_TEXT) {
+        let name = env
+            .get(crate::cold_start::RULES_PARAMETER)
+            .unwrap_or_else(|| "rules".to_owned());
+        return Ok(Rules::parse(&name, &text)?);
+    }
     let path = PathBuf::from(
         env.get("FIELDSYNC_RULES_FILE")
             .unwrap_or_else(|| "rules.toml".to_owned()),
@@ -187,6 +213,8 @@ pub struct Connection {
     pub connector: ConnectorKind,
     pub base_url: String,
     pub token: Secret,
+    /// The inventory location a Shopify connection writes quantities to, as a global id.
+    pub location_id: Option<String>,
 }
 
 impl Connection {
@@ -198,7 +226,10 @@ impl Connection {
         };
         Ok(match self.connector {
             ConnectorKind::Shopify => {
-                let config = ShopifyConfig::new(self.system.clone(), self.base_url.clone(), self.token.clone());
+                let mut config = ShopifyConfig::new(self.system.clone(), self.base_url.clone(), self.token.clone());
+                if let Some(location_id) = &self.location_id {
+                    config.location_id = location_id.clone();
+                }
                 Arc::new(ShopifyClient::new(config).map_err(error)?)
             }
             ConnectorKind::ErpRest => {
@@ -242,11 +273,13 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
         let prefix = format!("FIELDSYNC_{}", system.as_str().to_ascii_uppercase().replace('-', "_"));
         let base_url = env.require(&format!("{prefix}_BASE_URL"))?;
         let token = Secret::new(env.require(&format!("{prefix}_TOKEN"))?);
+        let location_id = env.get(&format!("{prefix}_LOCATION_ID"));
         connections.push(Connection {
             system,
             connector,
             base_url,
             token,
+            location_id,
         });
     }
     Ok(connections)

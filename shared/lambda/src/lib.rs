@@ -4,7 +4,9 @@
 //! The handlers only translate between Lambda's event types and the pipeline in
 //! `fieldsync-pipeline`, so the local runner and the tests drive exactly the code that runs in AWS.
 
+pub mod cold_start;
 pub mod config;
+pub mod metrics;
 pub mod receiver;
 pub mod reconciler;
 

@@ -12,16 +12,41 @@ use lambda_http::{Body, Error, Request, RequestExt, Response};
 use tracing::info_span;
 use tracing::Instrument as _;
 
-/// The dependencies of a receiver function: the sender's webhook format and the queue.
+use crate::metrics::{receiver_samples, MetricsSink};
+
+/// The dependencies of a receiver function: the sender's webhook format, the queue, and where
+/// its metrics go.
 #[derive(Debug, Clone)]
 pub struct Receiver {
+    /// The integration named in the rules, a dimension of every metric.
+    pub integration: String,
     pub format: Arc<dyn WebhookFormat>,
     pub queue: Arc<dyn Queue>,
+    pub metrics: MetricsSink,
 }
 
 /// Handles one webhook request. Every expected failure is an `Ok` response with its status, so
 /// the invocation itself fails only on a bug.
 pub async fn handle(receiver: &Receiver, request: Request) -> Result<Response<Body>, Error> {
+    // The route is `/webhooks/{integration}/<side>`: a URL naming another integration was
+    // registered by mistake, and accepting it would mix two integrations' records.
+    let path_integration = request
+        .path_parameters_ref()
+        .and_then(|parameters| parameters.first("integration"));
+    if let Some(name) = path_integration.filter(|name| *name != receiver.integration) {
+        tracing::warn!(
+            integration = name,
+            expected = receiver.integration,
+            "webhook for another integration"
+        );
+        let response = Response::builder()
+            .status(404)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Body::Text(
+                serde_json::json!({ "error": "unknown integration" }).to_string(),
+            ))?;
+        return Ok(response);
+    }
     let inbound = inbound_request(&request);
     let span = info_span!("webhook", system = %receiver.format.source());
 
@@ -29,6 +54,8 @@ pub async fn handle(receiver: &Receiver, request: Request) -> Result<Response<Bo
         .instrument(span)
         .await;
 
+    let samples = receiver_samples(&receiver.integration, receiver.format.source(), answer.received);
+    receiver.metrics.publish(&samples, Utc::now());
     into_response(answer)
 }
 

@@ -1,13 +1,20 @@
 //! The SQS-triggered reconciler handler.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use chrono::Utc;
 use fieldsync_pipeline::{BatchItem, Reconciler};
 use lambda_runtime::{Error, LambdaEvent};
 use tracing::info;
 
-/// Reconciles one SQS batch and reports each failed message, so SQS redelivers only those
-/// (`ReportBatchItemFailures`).
-pub async fn handle(reconciler: &Reconciler, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+use crate::metrics::{reconciler_samples, MetricsSink};
+
+/// Reconciles one SQS batch, publishes its metrics, and reports each failed message, so SQS
+/// redelivers only those (`ReportBatchItemFailures`).
+pub async fn handle(
+    reconciler: &Reconciler,
+    metrics: &MetricsSink,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
     let items: Vec<BatchItem> = event
         .payload
         .records
@@ -26,6 +33,10 @@ pub async fn handle(reconciler: &Reconciler, event: LambdaEvent<SqsEvent>) -> Re
         writes = report.writes,
         conflicts_retried = report.conflicts_retried,
         "batch reconciled"
+    );
+    metrics.publish(
+        &reconciler_samples(&reconciler.rules().integration, &report),
+        Utc::now(),
     );
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = report

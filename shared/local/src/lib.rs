@@ -20,6 +20,7 @@ use fieldsync_core::ports::{Queue, RecordStore, SystemClient};
 use fieldsync_core::{Decision, Record, RecordKey, Rules, Secret, SystemId};
 use fieldsync_embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
 use fieldsync_lambda::config::{Connection, ConnectorKind};
+use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_lambda::receiver::Receiver;
 use fieldsync_pipeline::Reconciler;
 use fieldsync_sandbox::erp::{ErpConfig, ErpHandle, ErpSandbox};
@@ -154,6 +155,7 @@ impl LocalStack {
                 connector,
                 base_url,
                 token: Secret::new(token),
+                location_id: None,
             };
             systems.insert(system, connection.client()?);
         }
@@ -308,15 +310,19 @@ fn receivers_for(rules: &Rules, queue: Arc<dyn Queue>) -> BTreeMap<String, Recei
         (
             "storefront".to_owned(),
             Receiver {
+                integration: rules.integration.clone(),
                 format: Arc::new(storefront),
                 queue: queue.clone(),
+                metrics: MetricsSink::Off,
             },
         ),
         (
             "erp".to_owned(),
             Receiver {
+                integration: rules.integration.clone(),
                 format: Arc::new(erp),
                 queue,
+                metrics: MetricsSink::Off,
             },
         ),
     ])

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use fieldsync_core::ports::Queue;
+use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_pipeline::Reconciler;
 use lambda_runtime::{Context, LambdaEvent};
 use tokio::time::Instant;
@@ -94,6 +95,7 @@ pub(crate) async fn run(
 
         let failed = match fieldsync_lambda::reconciler::handle(
             &reconciler,
+            &MetricsSink::Off,
             LambdaEvent::new(event, Context::default()),
         )
         .await

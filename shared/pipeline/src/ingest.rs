@@ -7,20 +7,37 @@ use tracing::{error, info, warn};
 
 use crate::message;
 
-/// The HTTP response to a webhook, independent of the server that sends it.
+/// The HTTP response to a webhook, independent of the server that sends it, and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
+    pub received: Received,
+}
+
+/// The outcome of one webhook request, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Verified, and this many change sets were enqueued.
+    Enqueued { changes: usize },
+    /// Verified, but its topic is not synced.
+    Ignored,
+    /// The signature was missing or wrong.
+    RejectedSignature,
+    /// The body or a required header could not be read.
+    RejectedMalformed,
+    /// The queue refused the changes; the sender was asked to retry.
+    EnqueueFailed,
 }
 
 impl WebhookResponse {
-    fn json(status: u16, body: serde_json::Value) -> Self {
+    fn json(status: u16, body: serde_json::Value, received: Received) -> Self {
         Self {
             status,
             content_type: "application/json",
             body: body.to_string(),
+            received,
         }
     }
 }
@@ -37,7 +54,7 @@ pub async fn receive_webhook(
         Ok(Normalized::Changes(changes)) => changes,
         Ok(Normalized::Ignored { topic }) => {
             info!(source, topic, "webhook topic not synced, ignored");
-            return WebhookResponse::json(200, serde_json::json!({ "ignored": topic }));
+            return WebhookResponse::json(200, serde_json::json!({ "ignored": topic }), Received::Ignored);
         }
         Err(rejection) => return reject(format, source, &rejection),
     };
@@ -48,19 +65,22 @@ pub async fn receive_webhook(
             Ok(encoded) => messages.push(encoded),
             Err(error) => {
                 error!(source, record = %change.record, error = %error, "change could not be encoded");
-                return WebhookResponse::json(500, serde_json::json!({ "error": "internal error" }));
+                let body = serde_json::json!({ "error": "internal error" });
+                return WebhookResponse::json(500, body, Received::EnqueueFailed);
             }
         }
     }
     if let Err(error) = queue.send(&messages).await {
         error!(source, error = %error, "enqueue failed; the sender will retry");
-        return WebhookResponse::json(503, serde_json::json!({ "error": "queue unavailable, retry later" }));
+        let body = serde_json::json!({ "error": "queue unavailable, retry later" });
+        return WebhookResponse::json(503, body, Received::EnqueueFailed);
     }
 
     for change in &changes {
         info!(source, record = %change.record, event_id = change.event_id, fields = change.fields.len(), "change enqueued");
     }
-    WebhookResponse::json(200, serde_json::json!({ "accepted": changes.len() }))
+    let received = Received::Enqueued { changes: changes.len() };
+    WebhookResponse::json(200, serde_json::json!({ "accepted": changes.len() }), received)
 }
 
 fn reject(format: &dyn WebhookFormat, source: &str, rejection: &Rejection) -> WebhookResponse {
@@ -69,8 +89,14 @@ fn reject(format: &dyn WebhookFormat, source: &str, rejection: &Rejection) -> We
         Rejection::Unauthorized { .. } => {
             let status = format.unauthorized_status();
             let body = if status < 300 { "ignored" } else { "invalid signature" };
-            WebhookResponse::json(status, serde_json::json!({ "error": body }))
+            WebhookResponse::json(
+                status,
+                serde_json::json!({ "error": body }),
+                Received::RejectedSignature,
+            )
         }
-        Rejection::Malformed { reason } => WebhookResponse::json(400, serde_json::json!({ "error": reason })),
+        Rejection::Malformed { reason } => {
+            WebhookResponse::json(400, serde_json::json!({ "error": reason }), Received::RejectedMalformed)
+        }
     }
 }

@@ -5,5 +5,5 @@ pub mod ingest;
 pub mod message;
 pub mod reconcile;
 
-pub use ingest::{receive_webhook, WebhookResponse};
-pub use reconcile::{BatchItem, BatchReport, Reconciler};
+pub use ingest::{receive_webhook, Received, WebhookResponse};
+pub use reconcile::{BatchItem, BatchReport, Reconciler, WriteStatus};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fieldsync_core::ports::{RecordStore, StoreError, SystemClient, SystemError};
-use fieldsync_core::{reconcile, ChangeSet, Decision, OutboundWrite, Record, RecordKey, Rules, SystemId};
+use fieldsync_core::{reconcile, ChangeSet, Decision, OutboundWrite, Outcome, Record, RecordKey, Rules, SystemId};
 use rand::Rng;
 use tracing::{debug, error, info, warn};
 
@@ -36,8 +36,49 @@ pub struct BatchReport {
     pub failed: Vec<String>,
     /// The maximum wait a rate-limited system requested, if any.
     pub retry_after: Option<Duration>,
+    /// Conditional saves that lost a race and were redone on fresh state.
     pub conflicts_retried: u32,
+    /// Outbound writes the targets accepted.
     pub writes: u32,
+    /// Stored per-field decisions, by outcome. Decisions of an attempt that lost a race are
+    /// counted once, from the attempt that was stored.
+    pub decisions: BTreeMap<Outcome, u32>,
+    /// Outbound write attempts by target and result.
+    pub outbound: BTreeMap<(SystemId, WriteStatus), u32>,
+    /// For each accepted write, its target and the time from the source's change to the
+    /// target's response.
+    pub lags: Vec<(SystemId, chrono::Duration)>,
+}
+
+/// The result of one outbound write attempt, as counted in [`BatchReport::outbound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WriteStatus {
+    /// The target accepted the write.
+    Ok,
+    /// The target refused the write as invalid; it left the outbox.
+    Rejected,
+    /// The target asked fieldsync to slow down; the write stays in the outbox.
+    RateLimited,
+    /// The target failed or could not be reached; the write stays in the outbox.
+    Failed,
+}
+
+impl WriteStatus {
+    /// Returns the status's name as used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteStatus::Ok => "ok",
+            WriteStatus::Rejected => "rejected",
+            WriteStatus::RateLimited => "rate_limited",
+            WriteStatus::Failed => "failed",
+        }
+    }
+}
+
+impl BatchReport {
+    fn count_write(&mut self, target: &SystemId, status: WriteStatus) {
+        *self.outbound.entry((target.clone(), status)).or_default() += 1;
+    }
 }
 
 /// A failure to complete one record's changes.
@@ -51,7 +92,7 @@ pub enum ReconcileError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("outbound write to {system} for {record} failed")]
+    #[error("outbound write to {system} for {record} failed: {source}")]
     Write {
         system: SystemId,
         record: RecordKey,
@@ -62,6 +103,14 @@ pub enum ReconcileError {
     NoConnector { system: SystemId },
     #[error("another reconciler is sending writes of {record}")]
     Busy { record: RecordKey },
+}
+
+/// The messages of one batch that concern one record, and the changes among them still to
+/// decide.
+struct RecordGroup<'a> {
+    key: RecordKey,
+    items: Vec<&'a BatchItem>,
+    changes: Vec<ChangeSet>,
 }
 
 /// Applies field-ownership rules to queued changes and writes the winners to their targets.
@@ -92,7 +141,7 @@ impl Reconciler {
     /// FIFO redelivers them in order.
     pub async fn process_batch(&self, items: &[BatchItem]) -> BatchReport {
         let mut report = BatchReport::default();
-        let mut groups: Vec<(RecordKey, Vec<(&BatchItem, ChangeSet)>)> = Vec::new();
+        let mut groups: Vec<RecordGroup<'_>> = Vec::new();
         for item in items {
             let change = match message::decode(&item.body) {
                 Ok(change) => change,
@@ -106,19 +155,30 @@ impl Reconciler {
                     continue;
                 }
             };
+            let index = match groups.iter().position(|group| group.key == change.record) {
+                Some(index) => index,
+                None => {
+                    groups.push(RecordGroup {
+                        key: change.record.clone(),
+                        items: Vec::new(),
+                        changes: Vec::new(),
+                    });
+                    groups.len() - 1
+                }
+            };
+            let group = &mut groups[index];
+            group.items.push(item);
+            // An applied delivery is not decided again, but its record still takes part, so
+            // that writes left in the outbox by a failed send go out on this redelivery.
             if self.already_applied(&change).await {
-                info!(message_id = item.message_id, record = %change.record, event_id = change.event_id, "delivery already applied; dropped");
-                continue;
-            }
-            match groups.iter_mut().find(|(key, _)| *key == change.record) {
-                Some((_, group)) => group.push((item, change)),
-                None => groups.push((change.record.clone(), vec![(item, change)])),
+                info!(message_id = item.message_id, record = %change.record, event_id = change.event_id, "delivery already applied; sending pending writes only");
+            } else {
+                group.changes.push(change);
             }
         }
 
-        for (key, group) in groups {
-            let changes: Vec<ChangeSet> = group.iter().map(|(_, change)| change.clone()).collect();
-            if let Err(error) = self.process_record(&key, &changes, &mut report).await {
+        for group in groups {
+            if let Err(error) = self.process_record(&group.key, &group.changes, &mut report).await {
                 if let ReconcileError::Write {
                     source: SystemError::RateLimited { retry_after, .. },
                     ..
@@ -126,10 +186,10 @@ impl Reconciler {
                 {
                     report.retry_after = report.retry_after.max(*retry_after).or(Some(Duration::from_secs(1)));
                 }
-                warn!(record = %key, error = %error, messages = group.len(), "record not reconciled; will retry");
+                warn!(record = %group.key, error = %error, messages = group.items.len(), "record not reconciled; will retry");
                 report
                     .failed
-                    .extend(group.iter().map(|(item, _)| item.message_id.clone()));
+                    .extend(group.items.iter().map(|item| item.message_id.clone()));
             }
         }
         report
@@ -196,6 +256,9 @@ impl Reconciler {
         };
 
         log_decisions(&decisions);
+        for decision in &decisions {
+            *report.decisions.entry(decision.outcome).or_default() += 1;
+        }
         if let Err(error) = self.store.append_decisions(&decisions).await {
             // The record state is stored; only the audit trail of this batch is missing.
             error!(record = %key, error = %error, entries = decisions.len(), "decision log append failed");
@@ -203,7 +266,12 @@ impl Reconciler {
         // The state now contains these events, so redeliveries can be dropped before the flush,
         // whose outbox survives a failure here.
         self.remember_applied(changes).await;
-        self.flush(record, report).await
+        match self.flush(record, report).await {
+            // Only redeliveries came, so this call only helps pending writes along. The live
+            // claim's holder sends them, or its message is redelivered after the claim expires.
+            Err(ReconcileError::Busy { .. }) if changes.is_empty() => Ok(()),
+            other => other,
+        }
     }
 
     /// Sends every pending outbound write of a record, confirming each in the store.
@@ -239,7 +307,10 @@ impl Reconciler {
             let target_id = match client.write(&write).await {
                 Ok(receipt) => {
                     report.writes += 1;
-                    let lag_ms = (Utc::now() - write.changed_at).num_milliseconds();
+                    report.count_write(&write.target, WriteStatus::Ok);
+                    let lag = Utc::now() - write.changed_at;
+                    report.lags.push((write.target.clone(), lag));
+                    let lag_ms = lag.num_milliseconds();
                     info!(record = %record.key, system = %write.target, kind = ?write.kind, fields = write.fields.len(), lag_ms, "write applied");
                     receipt.target_id
                 }
@@ -247,10 +318,16 @@ impl Reconciler {
                     // Retrying the same values cannot succeed, so the write leaves the outbox and a
                     // person must act on this log line.
                     error!(record = %record.key, system = %write.target, error = %error, "write rejected by the target; dropped");
+                    report.count_write(&write.target, WriteStatus::Rejected);
                     rejected = true;
                     None
                 }
                 Err(source) => {
+                    let status = match source {
+                        SystemError::RateLimited { .. } => WriteStatus::RateLimited,
+                        _ => WriteStatus::Failed,
+                    };
+                    report.count_write(&write.target, status);
                     self.release(record, &claimed).await;
                     return Err(ReconcileError::Write {
                         system: write.target.clone(),
