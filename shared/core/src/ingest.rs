@@ -27,8 +27,16 @@ impl InboundRequest {
 pub enum Normalized {
     /// Field changes to enqueue, one per record the payload touches.
     Changes(Vec<ChangeSet>),
+    /// Thin notifications whose records are read from the sender before deciding.
+    Notices(Vec<crate::change::Notice>),
     /// A topic fieldsync does not sync: acknowledged so the sender stops retrying, and logged.
     Ignored { topic: String },
+}
+
+/// The answer to a subscription handshake, sent as `200 text/plain` before any other check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handshake {
+    pub body: String,
 }
 
 /// The reason a request was not accepted.
@@ -67,6 +75,18 @@ pub trait WebhookFormat: Send + Sync + std::fmt::Debug {
     /// punishes 4xx responses (Business Central deletes the subscription).
     fn unauthorized_status(&self) -> u16 {
         401
+    }
+
+    /// Returns the HTTP status for a request that cannot be read. 400 unless the sender punishes
+    /// 4xx responses.
+    fn malformed_status(&self) -> u16 {
+        400
+    }
+
+    /// Answers a subscription handshake, which some senders make on the notification URL
+    /// before the first notification. Checked before the signature.
+    fn handshake(&self, _request: &InboundRequest) -> Option<Handshake> {
+        None
     }
 }
 

@@ -18,10 +18,10 @@ pub mod signature;
 pub mod value;
 pub mod wire;
 
-pub use change::ChangeSet;
+pub use change::{ChangeSet, Notice, NoticeKind};
 pub use decide::{reconcile, Decision, Outcome, Reconciliation};
 pub use ids::{EntityType, FieldName, RecordKey, SystemId};
-pub use ingest::{InboundRequest, Normalized, Rejection, WebhookFormat};
+pub use ingest::{Handshake, InboundRequest, Normalized, Rejection, WebhookFormat};
 pub use record::{FieldState, OutboundWrite, Record, Seen, Version, WriteKind};
 pub use rules::{Rules, RulesError};
 pub use secret::Secret;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::change::{ChangeSet, Notice};
 use crate::decide::Decision;
 use crate::ids::{EntityType, RecordKey, SystemId};
 use crate::record::{OutboundWrite, Record};
@@ -144,6 +145,15 @@ pub trait SystemClient: Send + Sync + fmt::Debug {
     /// Writes absolute field values. A `Create` carries the record's external id
     /// ([`RecordKey::external_id`]) so that a retried create finds the first one.
     async fn write(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError>;
+
+    /// Reads the records a thin notice reports changed and returns their current values as
+    /// change sets keyed by natural key. Systems that send full payloads need not read.
+    async fn fetch(&self, notice: &Notice) -> Result<Vec<ChangeSet>, SystemError> {
+        Err(SystemError::Unavailable {
+            system: notice.source.clone(),
+            source: "this connector cannot read records for thin notifications".into(),
+        })
+    }
 }
 
 /// A failed outbound write.
@@ -159,7 +169,7 @@ pub enum SystemError {
     #[error("{system} rejected a stale write to {record}")]
     Conflict { system: SystemId, record: RecordKey },
     /// The system failed or could not be reached; retrying later may succeed.
-    #[error("{system} unavailable: {source}")]
+    #[error("{system} unavailable")]
     Unavailable {
         system: SystemId,
         #[source]

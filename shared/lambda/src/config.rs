@@ -3,6 +3,7 @@
 //! | Variable | Used by | Meaning |
 //! | --- | --- | --- |
 //! | `FIELDSYNC_RULES_PARAMETER` | all, deployed | Parameter Store parameter holding the rules file, read at cold start |
+//! | `FIELDSYNC_INTEGRATION` | all, deployed | the stack's integration name, checked against the rules |
 //! | `FIELDSYNC_RULES_FILE` | all, local | path of the rules file when no parameter is named (default `rules.toml`) |
 //! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
 //! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify` or `signed-json` |
@@ -102,12 +103,31 @@ impl Environment for BTreeMap<String, String> {
 /// Loads the rules: the text read from `FIELDSYNC_RULES_PARAMETER` at cold start, or else the
 /// file named by `FIELDSYNC_RULES_FILE` (default `rules.toml`).
 pub fn load_rules(env: &dyn Environment) -> Result<Rules, ConfigError> {
-    if let Some(text) = env.get(crate::cold_start::RULES_TEXT) {
+    let rules = if let Some(text) = env.get(crate::cold_start::RULES_TEXT) {
         let name = env
             .get(crate::cold_start::RULES_PARAMETER)
             .unwrap_or_else(|| "rules".to_owned());
-        return Ok(Rules::parse(&name, &text)?);
+        Rules::parse(&name, &text)?
+    } else {
+        read_rules_file(env)?
+    };
+    // The deployed URLs and alarms carry the stack's integration name, so rules for another
+    // integration would answer every webhook 404 and publish metrics no alarm watches.
+    if let Some(expected) = env.get("FIELDSYNC_INTEGRATION") {
+        if expected != rules.integration {
+            return Err(ConfigError::Invalid {
+                variable: "FIELDSYNC_INTEGRATION".into(),
+                reason: format!(
+                    "the stack serves {expected:?} but the rules are for {:?}",
+                    rules.integration
+                ),
+            });
+        }
     }
+    Ok(rules)
+}
+
+fn read_rules_file(env: &dyn Environment) -> Result<Rules, ConfigError> {
     let path = PathBuf::from(
         env.get("FIELDSYNC_RULES_FILE")
             .unwrap_or_else(|| "rules.toml".to_owned()),
@@ -333,6 +353,17 @@ mod tests {
         assert_eq!(config.webhook_secrets, [Secret::new("old"), Secret::new("new")]);
         assert_eq!(config.signature_tolerance_secs, 300);
         assert!(!format!("{config:?}").contains("old"));
+    }
+
+    #[test]
+    fn rules_for_another_integration_are_rejected() {
+        let path = format!("{}/../../rules.toml", env!("CARGO_MANIFEST_DIR"));
+        let vars = env(&[("FIELDSYNC_RULES_FILE", &path), ("FIELDSYNC_INTEGRATION", "acme")]);
+        let error = load_rules(&vars).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid environment variable FIELDSYNC_INTEGRATION: the stack serves \"acme\" but the rules are for \"demo\""
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use fieldsync_core::{InboundRequest, Normalized, Rejection, WebhookFormat};
 use tracing::{error, info, warn};
 
 use crate::message;
+use crate::report::ErrorChain;
 
 /// The HTTP response to a webhook, independent of the server that sends it, and what happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,8 +51,36 @@ pub async fn receive_webhook(
     request: &InboundRequest,
 ) -> WebhookResponse {
     let source = format.source().as_str();
-    let changes = match accept(format, request) {
-        Ok(Normalized::Changes(changes)) => changes,
+    if let Some(handshake) = format.handshake(request) {
+        info!(source, "subscription handshake answered");
+        return WebhookResponse {
+            status: 200,
+            content_type: "text/plain",
+            body: handshake.body,
+            received: Received::Ignored,
+        };
+    }
+    let encoded = match accept(format, request) {
+        Ok(Normalized::Changes(changes)) => changes
+            .iter()
+            .map(|change| {
+                (
+                    message::encode(change),
+                    change.record.to_string(),
+                    change.event_id.clone(),
+                )
+            })
+            .collect::<Vec<_>>(),
+        Ok(Normalized::Notices(notices)) => notices
+            .iter()
+            .map(|notice| {
+                (
+                    message::encode_notice(notice),
+                    notice.resource.clone(),
+                    notice.event_id.clone(),
+                )
+            })
+            .collect(),
         Ok(Normalized::Ignored { topic }) => {
             info!(source, topic, "webhook topic not synced, ignored");
             return WebhookResponse::json(200, serde_json::json!({ "ignored": topic }), Received::Ignored);
@@ -59,28 +88,28 @@ pub async fn receive_webhook(
         Err(rejection) => return reject(format, source, &rejection),
     };
 
-    let mut messages = Vec::with_capacity(changes.len());
-    for change in &changes {
-        match message::encode(change) {
-            Ok(encoded) => messages.push(encoded),
+    let mut messages = Vec::with_capacity(encoded.len());
+    for (result, record, _) in &encoded {
+        match result {
+            Ok(message) => messages.push(message.clone()),
             Err(error) => {
-                error!(source, record = %change.record, error = %error, "change could not be encoded");
+                error!(source, record, error = %ErrorChain(error), "change could not be encoded");
                 let body = serde_json::json!({ "error": "internal error" });
                 return WebhookResponse::json(500, body, Received::EnqueueFailed);
             }
         }
     }
     if let Err(error) = queue.send(&messages).await {
-        error!(source, error = %error, "enqueue failed; the sender will retry");
+        error!(source, error = %ErrorChain(&error), "enqueue failed; the sender will retry");
         let body = serde_json::json!({ "error": "queue unavailable, retry later" });
         return WebhookResponse::json(503, body, Received::EnqueueFailed);
     }
 
-    for change in &changes {
-        info!(source, record = %change.record, event_id = change.event_id, fields = change.fields.len(), "change enqueued");
+    for (_, record, event_id) in &encoded {
+        info!(source, record, event_id, "change enqueued");
     }
-    let received = Received::Enqueued { changes: changes.len() };
-    WebhookResponse::json(200, serde_json::json!({ "accepted": changes.len() }), received)
+    let received = Received::Enqueued { changes: encoded.len() };
+    WebhookResponse::json(200, serde_json::json!({ "accepted": encoded.len() }), received)
 }
 
 fn reject(format: &dyn WebhookFormat, source: &str, rejection: &Rejection) -> WebhookResponse {
@@ -96,7 +125,8 @@ fn reject(format: &dyn WebhookFormat, source: &str, rejection: &Rejection) -> We
             )
         }
         Rejection::Malformed { reason } => {
-            WebhookResponse::json(400, serde_json::json!({ "error": reason }), Received::RejectedMalformed)
+            let body = serde_json::json!({ "error": reason });
+            WebhookResponse::json(format.malformed_status(), body, Received::RejectedMalformed)
         }
     }
 }

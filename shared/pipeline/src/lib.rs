@@ -4,6 +4,8 @@
 pub mod ingest;
 pub mod message;
 pub mod reconcile;
+mod report;
 
 pub use ingest::{receive_webhook, Received, WebhookResponse};
 pub use reconcile::{BatchItem, BatchReport, Reconciler, WriteStatus};
+pub use report::ErrorChain;

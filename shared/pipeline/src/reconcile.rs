@@ -6,11 +6,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fieldsync_core::ports::{RecordStore, StoreError, SystemClient, SystemError};
-use fieldsync_core::{reconcile, ChangeSet, Decision, OutboundWrite, Outcome, Record, RecordKey, Rules, SystemId};
+use fieldsync_core::{
+    reconcile, ChangeSet, Decision, Notice, NoticeKind, OutboundWrite, Outcome, Record, RecordKey, Rules, SystemId,
+};
 use rand::Rng;
 use tracing::{debug, error, info, warn};
 
-use crate::message;
+use crate::message::{self, Queued};
+use crate::report::ErrorChain;
 
 /// Conditional-write attempts per record before the batch item fails and SQS redelivers it.
 const MAX_CONFLICT_RETRIES: u32 = 8;
@@ -92,7 +95,7 @@ pub enum ReconcileError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("outbound write to {system} for {record} failed: {source}")]
+    #[error("outbound write to {system} for {record} failed")]
     Write {
         system: SystemId,
         record: RecordKey,
@@ -142,38 +145,64 @@ impl Reconciler {
     pub async fn process_batch(&self, items: &[BatchItem]) -> BatchReport {
         let mut report = BatchReport::default();
         let mut groups: Vec<RecordGroup<'_>> = Vec::new();
+        // Notices of a resource whose read failed: later notices of it in this batch fail too,
+        // so SQS FIFO redelivers them in order.
+        let mut failed_resources: Vec<String> = Vec::new();
         for item in items {
-            let change = match message::decode(&item.body) {
-                Ok(change) => change,
+            let changes = match message::decode_queued(&item.body) {
+                Ok(Queued::Change(change)) => vec![change],
+                Ok(Queued::Notice { notice }) => {
+                    if failed_resources.contains(&notice.group_id()) {
+                        report.failed.push(item.message_id.clone());
+                        continue;
+                    }
+                    match self.resolve(&notice).await {
+                        Ok(changes) => changes,
+                        Err(error) => {
+                            if let SystemError::RateLimited { retry_after, .. } = &error {
+                                report.retry_after =
+                                    report.retry_after.max(*retry_after).or(Some(Duration::from_secs(1)));
+                            }
+                            warn!(message_id = item.message_id, resource = notice.resource, error = %ErrorChain(&error), "resource read failed; will retry");
+                            failed_resources.push(notice.group_id());
+                            report.failed.push(item.message_id.clone());
+                            continue;
+                        }
+                    }
+                }
                 Err(source) => {
                     let error = ReconcileError::Undecodable {
                         message_id: item.message_id.clone(),
                         source,
                     };
-                    error!(message_id = item.message_id, error = %error, "message left for the dead-letter queue");
+                    error!(message_id = item.message_id, error = %ErrorChain(&error), "message left for the dead-letter queue");
                     report.failed.push(item.message_id.clone());
                     continue;
                 }
             };
-            let index = match groups.iter().position(|group| group.key == change.record) {
-                Some(index) => index,
-                None => {
-                    groups.push(RecordGroup {
-                        key: change.record.clone(),
-                        items: Vec::new(),
-                        changes: Vec::new(),
-                    });
-                    groups.len() - 1
+            for change in changes {
+                let index = match groups.iter().position(|group| group.key == change.record) {
+                    Some(index) => index,
+                    None => {
+                        groups.push(RecordGroup {
+                            key: change.record.clone(),
+                            items: Vec::new(),
+                            changes: Vec::new(),
+                        });
+                        groups.len() - 1
+                    }
+                };
+                let group = &mut groups[index];
+                if !group.items.iter().any(|known| known.message_id == item.message_id) {
+                    group.items.push(item);
                 }
-            };
-            let group = &mut groups[index];
-            group.items.push(item);
-            // An applied delivery is not decided again, but its record still takes part, so
-            // that writes left in the outbox by a failed send go out on this redelivery.
-            if self.already_applied(&change).await {
-                info!(message_id = item.message_id, record = %change.record, event_id = change.event_id, "delivery already applied; sending pending writes only");
-            } else {
-                group.changes.push(change);
+                // An applied delivery is not decided again, but its record still takes part, so
+                // that writes left in the outbox by a failed send go out on this redelivery.
+                if self.already_applied(&change).await {
+                    info!(message_id = item.message_id, record = %change.record, event_id = change.event_id, "delivery already applied; sending pending writes only");
+                } else {
+                    group.changes.push(change);
+                }
             }
         }
 
@@ -186,13 +215,34 @@ impl Reconciler {
                 {
                     report.retry_after = report.retry_after.max(*retry_after).or(Some(Duration::from_secs(1)));
                 }
-                warn!(record = %group.key, error = %error, messages = group.items.len(), "record not reconciled; will retry");
-                report
-                    .failed
-                    .extend(group.items.iter().map(|item| item.message_id.clone()));
+                warn!(record = %group.key, error = %ErrorChain(&error), messages = group.items.len(), "record not reconciled; will retry");
+                for item in &group.items {
+                    if !report.failed.contains(&item.message_id) {
+                        report.failed.push(item.message_id.clone());
+                    }
+                }
             }
         }
         report
+    }
+
+    /// Reads the records a notice reports changed from its source, as change sets. A deleted
+    /// record cannot be read and is only logged, because fieldsync does not delete records in
+    /// the other system.
+    async fn resolve(&self, notice: &Notice) -> Result<Vec<ChangeSet>, SystemError> {
+        if notice.kind == NoticeKind::Deleted {
+            info!(resource = notice.resource, source = %notice.source, "record deleted in its source; deletions are not synced");
+            return Ok(Vec::new());
+        }
+        let Some(client) = self.systems.get(&notice.source) else {
+            return Err(SystemError::Unavailable {
+                system: notice.source.clone(),
+                source: "no connector is configured to read this system".into(),
+            });
+        };
+        let changes = client.fetch(notice).await?;
+        debug!(resource = notice.resource, changes = changes.len(), "notice resolved");
+        Ok(changes)
     }
 
     /// Tells whether a change's delivery was applied before. A store failure here is logged and
@@ -201,7 +251,7 @@ impl Reconciler {
         match self.store.was_delivered(&change.dedup_id()).await {
             Ok(applied) => applied,
             Err(error) => {
-                warn!(record = %change.record, event_id = change.event_id, error = %error, "delivery lookup failed; deciding anyway");
+                warn!(record = %change.record, event_id = change.event_id, error = %ErrorChain(&error), "delivery lookup failed; deciding anyway");
                 false
             }
         }
@@ -211,7 +261,7 @@ impl Reconciler {
     async fn remember_applied(&self, changes: &[ChangeSet]) {
         for change in changes {
             if let Err(error) = self.store.mark_delivered(&change.dedup_id(), DELIVERY_MEMORY).await {
-                warn!(record = %change.record, event_id = change.event_id, error = %error, "delivery mark failed");
+                warn!(record = %change.record, event_id = change.event_id, error = %ErrorChain(&error), "delivery mark failed");
             }
         }
     }
@@ -261,7 +311,7 @@ impl Reconciler {
         }
         if let Err(error) = self.store.append_decisions(&decisions).await {
             // The record state is stored; only the audit trail of this batch is missing.
-            error!(record = %key, error = %error, entries = decisions.len(), "decision log append failed");
+            error!(record = %key, error = %ErrorChain(&error), entries = decisions.len(), "decision log append failed");
         }
         // The state now contains these events, so redeliveries can be dropped before the flush,
         // whose outbox survives a failure here.
@@ -317,7 +367,7 @@ impl Reconciler {
                 Err(error) if !error.is_retryable() => {
                     // Retrying the same values cannot succeed, so the write leaves the outbox and a
                     // person must act on this log line.
-                    error!(record = %record.key, system = %write.target, error = %error, "write rejected by the target; dropped");
+                    error!(record = %record.key, system = %write.target, error = %ErrorChain(&error), "write rejected by the target; dropped");
                     report.count_write(&write.target, WriteStatus::Rejected);
                     rejected = true;
                     None
@@ -387,7 +437,7 @@ impl Reconciler {
                     Ok(None) | Err(_) => break,
                 },
                 Err(error) => {
-                    warn!(record = %record.key, error = %error, "write claim not released; it expires by itself");
+                    warn!(record = %record.key, error = %ErrorChain(&error), "write claim not released; it expires by itself");
                     return;
                 }
             }

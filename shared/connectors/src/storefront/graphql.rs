@@ -112,6 +112,14 @@ pub(crate) fn top_level_error(system: &SystemId, record: &RecordKey, body: &Valu
             retry_after: throttle_wait(body),
         });
     }
+    // A missing access scope is fixed by an operator granting it, as a refused token is, so the
+    // write stays queued instead of being dropped.
+    if list
+        .iter()
+        .any(|error| code_of(error).as_deref() == Some("ACCESS_DENIED"))
+    {
+        return Some(unavailable(system, UnexpectedResponse("access denied".to_owned())));
+    }
     if list
         .iter()
         .any(|error| code_of(error).as_deref() == Some("INTERNAL_SERVER_ERROR"))
@@ -238,6 +246,16 @@ pub(crate) fn numeric_id(gid: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn access_denied_is_retryable() {
+        let body = json!({"errors": [{"message": "Access denied for productUpdate field.",
+            "extensions": {"code": "ACCESS_DENIED"}}]});
+        let record = RecordKey::new("demo", "product", "MUG-RED");
+        let error = top_level_error(&SystemId::new("storefront"), &record, &body).unwrap();
+        assert!(matches!(error, SystemError::Unavailable { .. }), "{error:?}");
+        assert!(error.is_retryable());
+    }
 
     #[test]
     fn throttle_wait_divides_missing_points_by_rate() {
