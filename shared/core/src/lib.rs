@@ -7,9 +7,11 @@
 
 pub mod change;
 pub mod decide;
+pub mod dependency;
 pub mod formats;
 pub mod ids;
 pub mod ingest;
+pub mod lifecycle;
 pub mod ports;
 pub mod record;
 pub mod rules;
@@ -22,6 +24,7 @@ pub use change::ChangeSet;
 pub use decide::{reconcile, Decision, Outcome, Reconciliation};
 pub use ids::{EntityType, FieldName, RecordKey, SystemId};
 pub use ingest::{InboundRequest, Normalized, Rejection, WebhookFormat};
+pub use lifecycle::{Lifecycle, OpenTask, StatusCheck, Task, Transition};
 pub use record::{FieldState, OutboundWrite, Record, Seen, Version, WriteKind};
 pub use rules::{Rules, RulesError};
 pub use secret::Secret;

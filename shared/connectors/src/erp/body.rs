@@ -130,6 +130,7 @@ mod tests {
                 .map(|(name, value)| (FieldName::new(name), value))
                 .collect::<BTreeMap<_, _>>(),
             changed_at: Utc::now(),
+            parked_on: Vec::new(),
         }
     }
 
