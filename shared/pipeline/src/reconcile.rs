@@ -12,6 +12,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::message;
 
+mod parking;
+
 /// Conditional-write attempts per record before the batch item fails and SQS redelivers it.
 const MAX_CONFLICT_RETRIES: u32 = 8;
 
@@ -221,8 +223,11 @@ impl Reconciler {
                         record: record.key.clone(),
                     });
                 }
-                return Ok(());
+                return self.release_waiting(&mut record, report).await;
             };
+            if self.park_if_missing(&mut record, &next, report).await? {
+                continue;
+            }
             let Some(claimed) = self.claim(&mut record, &next, report).await? else {
                 continue;
             };

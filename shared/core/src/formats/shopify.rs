@@ -16,7 +16,7 @@ use crate::secret::Secret;
 use crate::signature;
 use crate::wire::Wire;
 
-use super::{canonical_lines, canonical_rows, put};
+use super::{canonical_lines, canonical_rows, document_fields, document_key, put};
 
 /// The Shopify webhook format for one shop.
 #[derive(Debug, Clone)]
@@ -61,6 +61,10 @@ impl WebhookFormat for ShopifyFormat {
         let entity = match topic {
             "products/create" | "products/update" => "product",
             "orders/create" | "orders/updated" => "order",
+            "customers/create" | "customers/update" => "customer",
+            "draft_orders/create" | "draft_orders/update" => "quote",
+            "fulfillments/create" | "fulfillments/update" => "shipment",
+            "returns/request" | "returns/update" => "return",
             other => {
                 return Ok(Normalized::Ignored {
                     topic: other.to_owned(),
@@ -87,8 +91,9 @@ impl WebhookFormat for ShopifyFormat {
             .and_then(parse_offset_time)
             .or_else(|| request.header("x-shopify-triggered-at").and_then(parse_offset_time))
             .unwrap_or(request.received_at);
+        let key = document_key(entity, &body, Some(id.clone())).unwrap_or_else(|| id.clone());
         let template = ChangeSet {
-            record: RecordKey::new(self.integration.as_str(), entity, id.as_str()),
+            record: RecordKey::new(self.integration.as_str(), entity, key),
             source: self.source.clone(),
             event_id: event_id(request, topic),
             occurred_at,
@@ -98,7 +103,13 @@ impl WebhookFormat for ShopifyFormat {
         };
         let changes = match entity {
             "product" => product_changes(&body, &id, template),
-            _ => vec![order_change(&body, template)],
+            "order" => vec![order_change(&body, template)],
+            _ => {
+                let skip = ["id", "updated_at", "created_at", "admin_graphql_api_id"];
+                let renames = [("total_price", "total"), ("line_items", "lines")];
+                let fields = document_fields(&body, &skip, &renames, "price");
+                vec![ChangeSet { fields, ..template }]
+            }
         };
         Ok(Normalized::Changes(changes))
     }
@@ -183,6 +194,15 @@ fn order_change(order: &Wire, mut change: ChangeSet) -> ChangeSet {
     put(fields, "financial_status", order.get("financial_status"));
     put(fields, "fulfillment_status", order.get("fulfillment_status"));
     put(fields, "note", order.get("note"));
+    put(fields, "status", order.get("status"));
+    put(fields, "quote", order.get("quote"));
+    // Shopify sends the customer as an object with its `id`; the sandbox sends the id alone.
+    let customer = order.get("customer");
+    let customer_id =
+        customer.and_then(|customer| customer.get("id").and_then(Wire::as_key).or_else(|| customer.as_key()));
+    if let Some(customer) = customer_id {
+        fields.insert(FieldName::new("customer"), Wire::Text(customer));
+    }
     if let Some(lines) = order.get("line_items") {
         fields.insert(FieldName::new("lines"), canonical_lines(lines, "price"));
     }
