@@ -11,6 +11,7 @@ use fieldsync_core::signature::hmac_sha256_base64;
 use fieldsync_core::{Outcome, RecordKey};
 use fieldsync_local::{LocalStack, ERP_WEBHOOK_SECRET};
 use fieldsync_sandbox::erp::ItemEdit;
+use fieldsync_sandbox::storefront::{NewProduct, ProductStatus};
 use fieldsync_sandbox::{Delivery, Document, DocumentKind};
 use fieldsync_tests::{post_shopify, start_stack, SETTLE};
 use rust_decimal::Decimal;
@@ -150,6 +151,70 @@ async fn parked_order_released_when_customer_arrives() {
     assert!(released.outbox.is_empty(), "{:?}", released.outbox);
     let customer_record = stack.record("customer", "8001").await.unwrap().unwrap();
     assert!(customer_record.waiting.is_empty());
+    stack.shutdown().await;
+}
+
+/// A product fieldsync has seen only on the storefront is not in the ERP yet, so an order with
+/// it waits until the ERP creates the item. Lines keep their order, and a SKU fieldsync has never
+/// seen does not hold the order back.
+#[tokio::test]
+async fn parked_order_released_when_product_arrives() {
+    let stack = start_stack().await;
+    let customer = item_and_customer(&stack).await;
+    stack
+        .storefront
+        .create_product_as_user(NewProduct {
+            title: "Green mug".into(),
+            sku: "MUG-GREEN".into(),
+            price: Decimal::from_str("13.00").unwrap(),
+            inventory: 5,
+            description_html: String::new(),
+            status: ProductStatus::Draft,
+            images: Vec::new(),
+        })
+        .unwrap();
+    stack.settle(SETTLE).await.unwrap();
+
+    let order = format!(
+        r#"{{"id":5551002,"customer":{{"id":{}}},"status":"placed","line_items":[{{"sku":"MUG-GREEN","quantity":1,"price":"13.00"}},{{"sku":"MUG-RED","quantity":2,"price":"12.50"}},{{"sku":"MUG-BLUE","quantity":3,"price":"9.00"}}]}}"#,
+        customer.id
+    );
+    let headers = [("X-Shopify-Webhook-Id", "order-with-new-product")];
+    assert_eq!(
+        post_shopify(&stack, "orders/create", order.as_bytes(), &headers).await,
+        200
+    );
+    stack.settle(SETTLE).await.unwrap();
+
+    assert!(
+        stack.erp.order_by_external_id("order:5551002").is_none(),
+        "the order waits"
+    );
+    let parked = stack.record("order", "5551002").await.unwrap().unwrap();
+    assert_eq!(
+        parked.outbox[0].parked_on,
+        vec![RecordKey::new("demo", "product", "MUG-GREEN")]
+    );
+
+    stack.erp.upsert_item_as_user(
+        "MUG-GREEN",
+        ItemEdit {
+            description: Some("Green mug".into()),
+            unit_price: Some(Decimal::from_str("13.00").unwrap()),
+            ..ItemEdit::default()
+        },
+    );
+    stack.settle(SETTLE).await.unwrap();
+
+    let erp_order = stack
+        .erp
+        .order_by_external_id("order:5551002")
+        .expect("order released to the ERP");
+    let skus: Vec<&str> = erp_order.lines.iter().map(|line| line.sku.as_str()).collect();
+    assert_eq!(skus, ["MUG-GREEN", "MUG-RED", "MUG-BLUE"]);
+    let product = stack.record("product", "MUG-GREEN").await.unwrap().unwrap();
+    assert!(product.waiting.is_empty());
+    assert_eq!(stack.dead_letters().await, 0);
     stack.shutdown().await;
 }
 

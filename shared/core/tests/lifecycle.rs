@@ -249,3 +249,39 @@ fn owner_by_status_must_name_declared_state() {
     let error = Rules::parse("rules.toml", &text).unwrap_err();
     assert!(error.message.contains("unknown state \"ordered\""), "{error}");
 }
+
+#[test]
+fn open_task_blocks_other_systems_moves() {
+    let rules_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules.toml")).unwrap();
+    // A storefront cancellation would be allowed from "requested", were it not for the open
+    // manual step of the ERP.
+    let rules_text = rules_text.replace(
+        "states = [\"requested\", \"approved\", \"converted\"]",
+        "states = [\"requested\", \"approved\", \"converted\", \"cancelled\"]",
+    );
+    let rules_text = rules_text.replace(
+        "    { from = \"approved\", to = \"converted\", by = \"storefront\" },\n",
+        "    { from = \"approved\", to = \"converted\", by = \"storefront\" },\n    { from = \"requested\", to = \"cancelled\", by = \"storefront\" },\n",
+    );
+    let rules = Rules::parse("rules.toml", &rules_text).unwrap();
+
+    let record = requested_quote(&rules);
+    let cancel = change(
+        "quote",
+        "7001",
+        "storefront",
+        "sf-4",
+        5,
+        &[("status", text("cancelled"))],
+    );
+    let reconciled = reconcile(&rules, Some(record), &cancel, at(5));
+
+    assert_eq!(outcome(&reconciled.decisions, "status"), Outcome::RejectedTransition);
+    let reason = &reconciled.decisions[0].reason;
+    assert!(
+        reason.starts_with("waiting for the manual step \"price and approve quote ") && reason.ends_with("\" in erp"),
+        "{reason}"
+    );
+    assert_eq!(reconciled.record.status.as_deref(), Some("requested"));
+    assert!(reconciled.record.outbox.is_empty());
+}

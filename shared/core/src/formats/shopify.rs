@@ -352,4 +352,52 @@ mod tests {
         let result = format("x").normalize(&request(b"{\"id\":", "", "orders/create"));
         assert!(matches!(result, Err(Rejection::Malformed { .. })));
     }
+
+    #[test]
+    fn draft_order_becomes_quote_change() {
+        let body = br#"{"id":7000000007,"external_id":null,"customer":"7000000001","line_items":[{"sku":"MUG-RED","quantity":10,"price":"11.50"}],"status":"approved","total_price":"115.00","updated_at":"2025-06-01T10:00:00-04:00"}"#;
+        let Normalized::Changes(changes) = format("s")
+            .normalize(&request(body, "", "draft_orders/update"))
+            .unwrap()
+        else {
+            panic!("expected changes");
+        };
+        let change = &changes[0];
+        assert_eq!(change.record.to_string(), "demo/quote/7000000007");
+        assert_eq!(change.external_id.as_deref(), Some("7000000007"));
+        assert_eq!(change.fields[&FieldName::new("total")], Wire::Text("115.00".into()));
+        assert_eq!(
+            change.fields[&FieldName::new("customer")],
+            Wire::Text("7000000001".into())
+        );
+        let lines = &change.fields[&FieldName::new("lines")];
+        assert_eq!(lines.pointer("/0/unit_price"), Some(&Wire::Text("11.5".into())));
+        assert!(!change.fields.contains_key(&FieldName::new("updated_at")));
+    }
+
+    #[test]
+    fn fulfillment_is_keyed_by_fieldsync_external_id() {
+        let body = br#"{"id":7000000009,"external_id":"shipment:SH-1001","order":"7000000008","status":"shipped"}"#;
+        let Normalized::Changes(changes) = format("s")
+            .normalize(&request(body, "", "fulfillments/create"))
+            .unwrap()
+        else {
+            panic!("expected changes");
+        };
+        assert_eq!(changes[0].record.to_string(), "demo/shipment/SH-1001");
+        assert_eq!(changes[0].external_id.as_deref(), Some("7000000009"));
+        assert!(!changes[0].fields.contains_key(&FieldName::new("external_id")));
+    }
+
+    #[test]
+    fn order_customer_object_gives_its_id() {
+        let body = br#"{"id":5001,"customer":{"id":8001,"email":"ada@example.test"}}"#;
+        let Normalized::Changes(changes) = format("s").normalize(&request(body, "", "orders/create")).unwrap() else {
+            panic!("expected changes");
+        };
+        assert_eq!(
+            changes[0].fields[&FieldName::new("customer")],
+            Wire::Text("8001".into())
+        );
+    }
 }

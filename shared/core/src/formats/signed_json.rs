@@ -288,4 +288,29 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn quote_is_keyed_by_external_id() {
+        let body = br#"{"id":"evt-2","type":"quote.updated","occurred_at":"2025-06-01T12:00:00Z","data":{"number":"Q-1001","external_id":"quote:7001","status":"approved","total":115.00,"last_modified":"2025-06-01T12:00:00.000Z"}}"#;
+        let Normalized::Changes(changes) = format().normalize(&signed(body, 0, SECRET)).unwrap() else {
+            panic!("expected changes");
+        };
+        let change = &changes[0];
+        assert_eq!(change.record.to_string(), "demo/quote/7001");
+        assert_eq!(change.external_id.as_deref(), Some("Q-1001"));
+        assert_eq!(change.fields[&FieldName::new("total")], Wire::Number("115.00".into()));
+        assert_eq!(change.fields[&FieldName::new("status")], Wire::Text("approved".into()));
+        assert!(!change.fields.contains_key(&FieldName::new("last_modified")));
+    }
+
+    #[test]
+    fn erp_made_shipment_is_keyed_by_number() {
+        let body = br#"{"id":"evt-3","type":"shipment.created","occurred_at":"2025-06-01T12:00:00Z","data":{"number":"SH-1001","external_id":null,"order":"5001","sales_order":"SO-1001","status":"shipped"}}"#;
+        let Normalized::Changes(changes) = format().normalize(&signed(body, 0, SECRET)).unwrap() else {
+            panic!("expected changes");
+        };
+        assert_eq!(changes[0].record.to_string(), "demo/shipment/SH-1001");
+        assert_eq!(changes[0].fields[&FieldName::new("order")], Wire::Text("5001".into()));
+        assert!(!changes[0].fields.contains_key(&FieldName::new("sales_order")));
+    }
 }

@@ -13,6 +13,7 @@ use super::{BatchReport, ReconcileError, Reconciler, MAX_CONFLICT_RETRIES};
 impl Reconciler {
     /// Parks `next` when its target lacks a record the write names. Returns `true` when the
     /// write was parked or `record` was re-read after a lost race, so the caller picks again.
+    /// Each send of a write with reference fields reads every record it names, one load each.
     pub(super) async fn park_if_missing(
         &self,
         record: &mut Record,
