@@ -296,6 +296,35 @@ impl StatusGate<'_> {
     }
 }
 
+/// Renders the titles of a record's open tasks again, as after a confirmed write taught the
+/// record an id that a title names (`{id.erp}`).
+pub fn refresh_task_titles(rules: &Rules, record: &mut Record) {
+    if let Some(lifecycle) = rules
+        .entity(&record.key.entity)
+        .and_then(|entity| entity.lifecycle.as_ref())
+    {
+        render_task_titles(lifecycle, record);
+    }
+}
+
+fn render_task_titles(lifecycle: &Lifecycle, record: &mut Record) {
+    let titles: Vec<String> = record
+        .tasks
+        .iter()
+        .map(|task| {
+            let template = lifecycle
+                .manual_from(&task.from)
+                .find(|transition| transition.to == task.to)
+                .and_then(|transition| transition.task.as_deref())
+                .unwrap_or("move {entity} {key} to the next state");
+            render_task(template, record)
+        })
+        .collect();
+    for (task, title) in record.tasks.iter_mut().zip(titles) {
+        task.title = title;
+    }
+}
+
 /// Closes the tasks of states the record has left, opens one per manual transition from its
 /// current state, and renders every open title again, since the record may know more ids now.
 fn update_tasks(lifecycle: &Lifecycle, record: &mut Record, now: DateTime<Utc>) {
@@ -317,21 +346,7 @@ fn update_tasks(lifecycle: &Lifecycle, record: &mut Record, now: DateTime<Utc>) 
             });
         }
     }
-    let titles: Vec<String> = record
-        .tasks
-        .iter()
-        .map(|task| {
-            let template = lifecycle
-                .manual_from(&task.from)
-                .find(|transition| transition.to == task.to)
-                .and_then(|transition| transition.task.as_deref())
-                .unwrap_or("move {entity} {key} to the next state");
-            render_task(template, record)
-        })
-        .collect();
-    for (task, title) in record.tasks.iter_mut().zip(titles) {
-        task.title = title;
-    }
+    render_task_titles(lifecycle, record);
 }
 
 #[allow(clippy::too_many_arguments)]

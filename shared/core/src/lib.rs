@@ -21,7 +21,7 @@ pub mod value;
 pub mod wire;
 
 pub use change::ChangeSet;
-pub use decide::{reconcile, Decision, Outcome, Reconciliation};
+pub use decide::{reconcile, refresh_task_titles, Decision, Outcome, Reconciliation};
 pub use ids::{EntityType, FieldName, RecordKey, SystemId};
 pub use ingest::{InboundRequest, Normalized, Rejection, WebhookFormat};
 pub use lifecycle::{Lifecycle, OpenTask, StatusCheck, Task, Transition};

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use fieldsync_core::{
-    reconcile, ChangeSet, Decision, FieldName, Outcome, Record, RecordKey, Rules, SystemId, Wire, WriteKind,
+    reconcile, refresh_task_titles, ChangeSet, Decision, FieldName, Outcome, Record, RecordKey, Rules, SystemId, Wire,
+    WriteKind,
 };
 
 fn rules() -> Rules {
@@ -102,6 +103,15 @@ fn task_title_names_erp_number_once_known() {
     let record = requested_quote(&rules);
     let echo = change("quote", "7001", "erp", "erp-1", 1, &[("status", text("requested"))]);
     let (record, _) = apply(&rules, Some(record), &echo);
+    assert_eq!(record.tasks[0].title, "price and approve quote Q-1001");
+}
+
+#[test]
+fn confirmed_create_renames_task() {
+    let rules = rules();
+    let mut record = requested_quote(&rules);
+    assert_eq!(record.tasks[0].title, "price and approve quote 7001");
+    refresh_task_titles(&rules, &mut record);
     assert_eq!(record.tasks[0].title, "price and approve quote Q-1001");
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use fieldsync_core::ports::{RecordStore, StoreError, SystemClient, SystemError};
-use fieldsync_core::{reconcile, ChangeSet, Decision, OutboundWrite, Record, RecordKey, Rules, SystemId};
+use fieldsync_core::{
+    reconcile, refresh_task_titles, ChangeSet, Decision, OutboundWrite, Record, RecordKey, Rules, SystemId,
+};
 use rand::Rng;
 use tracing::{debug, error, info, warn};
 
@@ -339,6 +341,7 @@ impl Reconciler {
                 record.forget_write(sent);
             }
             record.confirm_write(sent, target_id.clone());
+            refresh_task_titles(&self.rules, &mut record);
             match self.store.save(&record).await {
                 Ok(revision) => {
                     record.revision = revision;
