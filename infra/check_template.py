@@ -26,7 +26,9 @@ ALARMS = [
 ]
 
 # The DynamoDB calls DynamoStore makes; anything more (Scan, DeleteItem…) is not least privilege.
-RECONCILER_TABLE_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:BatchWriteItem"}
+RECONCILER_TABLE_ACTIONS = {
+    "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem",
+}
 
 # SAM policy templates that grant more than fieldsync uses.
 BROAD_POLICY_TEMPLATES = {"DynamoDBCrudPolicy", "AmazonDynamoDBFullAccess", "AmazonSQSFullAccess", "SecretsManagerReadWrite"}

@@ -28,12 +28,12 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Collects the checks of every step, so the demo reports all failures and not only the first.
 #[derive(Default)]
-struct Checks {
+pub(crate) struct Checks {
     failures: Vec<String>,
 }
 
 impl Checks {
-    fn expect(&mut self, step: &str, what: &str, actual: String, expected: &str) {
+    pub(crate) fn expect(&mut self, step: &str, what: &str, actual: String, expected: &str) {
         if actual == expected {
             println!("  ok   {what} = {expected:?}");
         } else {
@@ -52,7 +52,16 @@ pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
     let dead_letters = stack.dead_letters().await;
     stack.shutdown().await;
     result?;
+    Ok(finish(
+        checks,
+        dead_letters,
+        "every field is with its owner on both sides, and no write was repeated.",
+    ))
+}
 
+/// Prints the verdict of a story and returns its exit code: success only when every check
+/// passed and no message went to the dead-letter queue.
+pub(crate) fn finish(mut checks: Checks, dead_letters: usize, success: &str) -> ExitCode {
     if dead_letters > 0 {
         checks
             .failures
@@ -60,14 +69,14 @@ pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
     }
     println!();
     if checks.failures.is_empty() {
-        println!("demo passed: every field is with its owner on both sides, and no write was repeated.");
-        Ok(ExitCode::SUCCESS)
+        println!("demo passed: {success}");
+        ExitCode::SUCCESS
     } else {
         println!("demo FAILED:");
         for failure in &checks.failures {
             println!("  - {failure}");
         }
-        Ok(ExitCode::FAILURE)
+        ExitCode::FAILURE
     }
 }
 
@@ -228,7 +237,7 @@ async fn play(stack: &LocalStack, checks: &mut Checks) -> anyhow::Result<()> {
 
 /// Posts a recorded webhook again. With `secret`, it is signed anew with the current time, as a
 /// sender's retry hours later would be. The event id in the body stays the same.
-async fn resend(
+pub(crate) async fn resend(
     client: &reqwest::Client,
     url: &str,
     headers: &[(String, String)],
@@ -254,12 +263,12 @@ async fn resend(
     Ok(response.status().as_u16())
 }
 
-fn heading(step: &str, title: &str) {
+pub(crate) fn heading(step: &str, title: &str) {
     println!();
     println!("Step {step}. {title}");
 }
 
-fn money(text: &str) -> Decimal {
+pub(crate) fn money(text: &str) -> Decimal {
     // The demo's amounts are valid decimal literals.
     Decimal::from_str(text).unwrap_or_default()
 }

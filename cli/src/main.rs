@@ -3,11 +3,15 @@
 //! - `fieldsync demo` runs the whole pipeline in one process against the sandboxes and plays the
 //!   product story, printing every field after each step; it exits 0 only if both sandboxes end
 //!   in the expected state.
+//!   `--story order-lifecycle` plays a quote through order, shipment and return instead.
 //! - `fieldsync dev` starts the same stack and keeps it running for webhooks sent by hand.
+//! - `fieldsync tasks` lists the open manual steps stored in a DynamoDB table.
 
 mod demo;
 mod dlq;
+mod lifecycle;
 mod table;
+mod tasks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,10 +69,30 @@ enum BackendKind {
     Emulators,
 }
 
+/// The stories `demo` can play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Story {
+    /// An ERP item and its marketing fields on the storefront.
+    Product,
+    /// A quote request through pricing, order, shipment and a return, across both systems.
+    OrderLifecycle,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Play the product story end to end on the local stack and check the result.
-    Demo,
+    /// Play a story end to end on the local stack and check the result.
+    Demo {
+        /// The story to play.
+        #[arg(long, value_enum, default_value_t = Story::Product)]
+        story: Story,
+    },
+    /// List the open manual tasks (such as "price and approve quote Q-1001") of the rules
+    /// file's integration, from the DynamoDB table the reconciler uses.
+    Tasks {
+        /// Name of the DynamoDB table.
+        #[arg(long, env = "FIELDSYNC_TABLE_NAME")]
+        table: String,
+    },
     /// Run the local stack until Ctrl-C, for webhooks sent by hand.
     Dev {
         /// Port of the webhook receiver on 127.0.0.1.
@@ -101,7 +125,11 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Dlq { action } => dlq::run(action).await,
-        Command::Demo => demo::run(local_options(&cli)?).await,
+        Command::Demo { story: Story::Product } => demo::run(local_options(&cli)?).await,
+        Command::Demo {
+            story: Story::OrderLifecycle,
+        } => lifecycle::run(local_options(&cli)?).await,
+        Command::Tasks { table } => tasks::run(&local_options(&cli)?.rules, table).await,
         Command::Dev { port } => {
             dev(LocalOptions {
                 receiver_port: *port,

@@ -128,7 +128,8 @@ fn describe(outcome: Outcome, targets: &[fieldsync_core::SystemId], source: &str
     }
 }
 
-fn print_rows(rows: &[[String; 6]]) {
+/// Prints rows of six columns, the first a header, clipping all but the last column.
+pub(crate) fn print_rows(rows: &[[String; 6]]) {
     const MAX_WIDTH: usize = 34;
     let clip = |text: &str| -> String {
         let text = text.replace('\n', " ");

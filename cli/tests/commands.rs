@@ -5,8 +5,9 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fieldsync_aws::SqsQueue;
-use fieldsync_core::ports::{OutgoingMessage, Queue};
+use fieldsync_aws::{DynamoStore, SqsQueue};
+use fieldsync_core::ports::{OutgoingMessage, Queue, RecordStore};
+use fieldsync_core::{Record, RecordKey, SystemId, Task};
 
 const SKIP_VARIABLE: &str = "FIELDSYNC_SKIP_EMULATORS";
 
@@ -73,6 +74,88 @@ fn demo_passes_on_emulators() {
         ],
     );
     assert_demo_passed(&output);
+}
+
+fn assert_lifecycle_demo_passed(output: &Output) {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "lifecycle demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for step in ["a", "b", "c", "d", "e", "f", "g", "h", "i"] {
+        let heading = format!("Step {step}.");
+        assert!(stdout.contains(&heading), "missing {heading} in:\n{stdout}");
+    }
+    assert!(stdout.contains("open task: price and approve quote Q-1001"), "{stdout}");
+    assert!(stdout.contains("rejected_transition (storefront)"), "{stdout}");
+    assert!(stdout.contains("regression (erp)"), "{stdout}");
+    assert!(stdout.contains("demo passed"), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn lifecycle_demo_passes_on_embedded_backend() {
+    assert_lifecycle_demo_passed(&fieldsync(&["demo", "--story", "order-lifecycle"], &[]));
+}
+
+#[test]
+fn lifecycle_demo_passes_on_emulators() {
+    let (Some(dynamodb), Some(sqs)) = (
+        endpoint("FIELDSYNC_DYNAMODB_ENDPOINT"),
+        endpoint("FIELDSYNC_SQS_ENDPOINT"),
+    ) else {
+        return;
+    };
+    let output = fieldsync(
+        &["--backend", "emulators", "demo", "--story", "order-lifecycle"],
+        &[
+            ("FIELDSYNC_DYNAMODB_ENDPOINT", &dynamodb),
+            ("FIELDSYNC_SQS_ENDPOINT", &sqs),
+        ],
+    );
+    assert_lifecycle_demo_passed(&output);
+}
+
+/// A record saved with an open task in DynamoDB Local is listed by `fieldsync tasks`.
+#[tokio::test]
+async fn tasks_lists_open_tasks_on_dynamodb() {
+    let Some(dynamodb_endpoint) = endpoint("FIELDSYNC_DYNAMODB_ENDPOINT") else {
+        return;
+    };
+    let (dynamodb, _) = fieldsync_aws::local_clients(&dynamodb_endpoint, "http://127.0.0.1:9");
+    let table = format!("fieldsync-tasks-test-{}", std::process::id());
+    let store = DynamoStore::new(dynamodb, table.clone());
+    store.create_table().await.unwrap();
+    let mut quote = Record::new(RecordKey::new("demo", "quote", "7001"));
+    quote.status = Some("requested".into());
+    quote.tasks.push(Task {
+        title: "price and approve quote Q-1001".into(),
+        system: SystemId::new("erp"),
+        from: "requested".into(),
+        to: "approved".into(),
+        opened_at: chrono::Utc::now(),
+    });
+    store.save(&quote).await.unwrap();
+
+    let env = [
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", fieldsync_aws::LOCAL_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", fieldsync_aws::LOCAL_ACCESS_KEY),
+        ("AWS_REGION", fieldsync_aws::LOCAL_REGION),
+    ];
+    let listed = fieldsync(&["tasks", "--table", &table], &env);
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(stdout.contains("1 open task(s) in integration demo"), "{stdout}");
+    assert!(
+        stdout.contains("price and approve quote Q-1001  in erp  record demo/quote/7001"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -673,6 +673,10 @@ impl RecordStore for CountingStore {
             .find_by_external_id(integration, system, entity, external_id)
             .await
     }
+
+    async fn open_tasks(&self, integration: &str) -> Result<Vec<fieldsync_core::OpenTask>, StoreError> {
+        self.inner.open_tasks(integration).await
+    }
 }
 
 /// Item sizes as DynamoDB counts them: the UTF-8 length of each attribute name plus the size of

@@ -72,6 +72,12 @@ pub(crate) fn log_sk(decision: &Decision, position: usize) -> String {
     format!("{decided_at}#{position:06}#{}", decision.field)
 }
 
+/// Builds the partition key of an integration's task list. Each record with open tasks has one
+/// item there, sorted by its record key.
+pub(crate) fn tasks_pk(integration: &str) -> String {
+    format!("TASKS#{integration}")
+}
+
 pub(crate) fn delivery_pk(delivery_id: &str) -> String {
     format!("DLV#{delivery_id}")
 }

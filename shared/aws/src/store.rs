@@ -7,14 +7,15 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, PutRequest, ScalarAttributeType,
-    TimeToLiveSpecification, TimeToLiveStatus, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, KeySchemaElement, KeyType, Put, PutRequest,
+    ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::Utc;
 use fieldsync_core::ports::{RecordStore, StoreError};
-use fieldsync_core::{Decision, EntityType, Record, RecordKey, SystemId};
+use fieldsync_core::{Decision, EntityType, OpenTask, Record, RecordKey, SystemId, Task};
 use tracing::debug;
 
 use crate::items::{self, Item, ItemError, DOC, PK, RECORD, REVISION, SK, TTL};
@@ -243,6 +244,64 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Puts the state item and the record's entry of the task list in one transaction, so the
+    /// list never shows a task the stored record lacks or misses one it has. Only saves that open
+    /// or close a task take this path, because a transaction costs twice the write units.
+    async fn save_with_tasks(&self, record: &Record, state: Item, revision: u64) -> Result<u64, StoreError> {
+        let state_put = Put::builder().table_name(&self.table).set_item(Some(state));
+        let state_put = if record.revision == 0 {
+            state_put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK)
+        } else {
+            state_put
+                .condition_expression("#revision = :expected")
+                .expression_attribute_names("#revision", REVISION)
+                .expression_attribute_values(":expected", items::number(record.revision))
+        };
+        let state_put = state_put.build().map_err(unavailable)?;
+
+        let task_key = items::key(items::tasks_pk(&record.key.integration), &items::record_pk(&record.key));
+        let task_write = if record.tasks.is_empty() {
+            let delete = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(task_key))
+                .build()
+                .map_err(unavailable)?;
+            TransactWriteItem::builder().delete(delete).build()
+        } else {
+            let mut task_item = task_key;
+            let record_key = serde_json::to_string(&record.key).map_err(|error| corrupt(&record.key, error))?;
+            let tasks = serde_json::to_string(&record.tasks).map_err(|error| corrupt(&record.key, error))?;
+            task_item.insert(RECORD.to_owned(), AttributeValue::S(record_key));
+            task_item.insert(DOC.to_owned(), AttributeValue::S(tasks));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(task_item))
+                .build()
+                .map_err(unavailable)?;
+            TransactWriteItem::builder().put(put).build()
+        };
+
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(state_put).build())
+            .transact_items(task_write)
+            .send()
+            .await;
+        match written {
+            Ok(_) => Ok(revision),
+            Err(error) if error.as_service_error().is_some_and(state_condition_failed) => {
+                debug!(record = %record.key, revision = record.revision, "conditional write lost to another writer");
+                Err(StoreError::Conflict {
+                    record: record.key.clone(),
+                })
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     fn setup_error(&self, error: impl std::error::Error + Send + Sync + 'static) -> SetupError {
         SetupError::Table {
             table: self.table.clone(),
@@ -277,6 +336,7 @@ impl RecordStore for DynamoStore {
         // lists every id as written. A lost race below leaves extra cross-references, which are
         // true anyway, and the next save writes them again.
         stored.indexed_ids = record.ids.clone();
+        stored.indexed_tasks = record.tasks.clone();
         // serde_json fails here only on a map key that is not a string or on a failing `Serialize`
         // impl. `StoreError` has no variant for an unwritable record, so this reports `Corrupt`.
         let document = serde_json::to_string(&stored).map_err(|error| corrupt(&record.key, error))?;
@@ -289,6 +349,9 @@ impl RecordStore for DynamoStore {
         let mut item = items::key(items::record_pk(&record.key), items::STATE_SK);
         item.insert(REVISION.to_owned(), items::number(revision));
         item.insert(DOC.to_owned(), AttributeValue::S(document));
+        if record.tasks != record.indexed_tasks {
+            return self.save_with_tasks(record, item, revision).await;
+        }
         let put = self.client.put_item().table_name(&self.table).set_item(Some(item));
         let put = if record.revision == 0 {
             put.condition_expression("attribute_not_exists(#pk)")
@@ -394,6 +457,70 @@ impl RecordStore for DynamoStore {
             }),
         })?;
         Ok(Some(record))
+    }
+
+    async fn open_tasks(&self, integration: &str) -> Result<Vec<OpenTask>, StoreError> {
+        let mut open = Vec::new();
+        let mut start_key = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":pk", AttributeValue::S(items::tasks_pk(integration)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                let record: RecordKey =
+                    items::json_attribute(item, RECORD).map_err(|error| task_list_unreadable(integration, error))?;
+                let tasks: Vec<Task> =
+                    items::json_attribute(item, DOC).map_err(|error| task_list_unreadable(integration, error))?;
+                open.extend(tasks.into_iter().map(|task| OpenTask {
+                    record: record.clone(),
+                    task,
+                }));
+            }
+            start_key = page.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                return Ok(open);
+            }
+        }
+    }
+}
+
+/// Tells whether a transaction failed because the state item's revision condition failed, read
+/// from the cancellation reason of its first item, the state put.
+fn state_condition_failed(error: &TransactWriteItemsError) -> bool {
+    let TransactWriteItemsError::TransactionCanceledException(canceled) = error else {
+        return false;
+    };
+    canceled
+        .cancellation_reasons()
+        .first()
+        .and_then(|reason| reason.code())
+        .is_some_and(|code| code == "ConditionalCheckFailed")
+}
+
+/// An item of the task list that is not readable.
+#[derive(Debug, thiserror::Error)]
+#[error("an item of the task list of integration {integration:?} is unreadable")]
+struct UnreadableTaskList {
+    integration: String,
+    #[source]
+    source: ItemError,
+}
+
+fn task_list_unreadable(integration: &str, error: ItemError) -> StoreError {
+    StoreError::Unavailable {
+        source: boxed(UnreadableTaskList {
+            integration: integration.to_owned(),
+            source: error,
+        }),
     }
 }
 

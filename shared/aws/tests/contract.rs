@@ -36,7 +36,7 @@ mod checks {
     use chrono::{DateTime, Utc};
     use fieldsync_core::ports::{Queue, ReceivedMessage, RecordStore};
     use fieldsync_core::{
-        Decision, EntityType, FieldName, FieldState, FieldValue, Outcome, Record, RecordKey, SystemId,
+        Decision, EntityType, FieldName, FieldState, FieldValue, OpenTask, Outcome, Record, RecordKey, SystemId, Task,
     };
 
     use super::*;
@@ -229,6 +229,48 @@ mod checks {
             .await
             .unwrap();
         assert_eq!(changed.as_ref(), Some(&record.key));
+    }
+
+    /// Checks that the task list follows the stored records: a save that opens a task lists it, a
+    /// lost race lists nothing new, and a save that closes it removes it. The waiting list of a
+    /// record, which releases parked writes, round-trips with the record.
+    pub(crate) async fn task_list_follows_records(store: &dyn RecordStore) {
+        let integration = format!("tasks-{}", std::process::id());
+        let mut quote = Record::new(RecordKey::new(integration.as_str(), "quote", "7001"));
+        let task = Task {
+            title: "price and approve quote Q-1001".to_owned(),
+            system: SystemId::new("erp"),
+            from: "requested".to_owned(),
+            to: "approved".to_owned(),
+            opened_at: Utc::now(),
+        };
+        quote.tasks.push(task.clone());
+        quote
+            .waiting
+            .push(RecordKey::new(integration.as_str(), "order", "5001"));
+        assert!(store.open_tasks(&integration).await.unwrap().is_empty());
+        store.save(&quote).await.unwrap();
+
+        let listed = store.open_tasks(&integration).await.unwrap();
+        let expected = vec![OpenTask {
+            record: quote.key.clone(),
+            task: task.clone(),
+        }];
+        assert_eq!(listed, expected);
+        assert!(store.open_tasks("other").await.unwrap().is_empty());
+        let mut loaded = store.load(&quote.key).await.unwrap().unwrap();
+        assert_eq!(loaded.waiting, quote.waiting);
+        assert_eq!(loaded.indexed_tasks, loaded.tasks);
+
+        // A save that loses its race changes neither the record nor the task list.
+        let mut stale = quote.clone();
+        stale.tasks.clear();
+        assert!(store.save(&stale).await.unwrap_err().is_conflict());
+        assert_eq!(store.open_tasks(&integration).await.unwrap(), expected);
+
+        loaded.tasks.clear();
+        store.save(&loaded).await.unwrap();
+        assert!(store.open_tasks(&integration).await.unwrap().is_empty());
     }
 
     pub(crate) async fn dedup_drops_repeated_id(queue: &dyn Queue) {
@@ -462,6 +504,12 @@ macro_rules! store_contract {
             async fn delivery_mark_expires() {
                 let Some(store) = $setup().await else { return };
                 checks::delivery_mark_expires(&store as &dyn RecordStore).await;
+            }
+
+            #[tokio::test]
+            async fn task_list_follows_records() {
+                let Some(store) = $setup().await else { return };
+                checks::task_list_follows_records(&store as &dyn RecordStore).await;
             }
         }
     };

@@ -420,6 +420,10 @@ impl RecordStore for ConflictCounter {
             .find_by_external_id(integration, system, entity, external_id)
             .await
     }
+
+    async fn open_tasks(&self, integration: &str) -> Result<Vec<fieldsync_core::OpenTask>, StoreError> {
+        self.inner.open_tasks(integration).await
+    }
 }
 
 #[derive(Debug, Default)]

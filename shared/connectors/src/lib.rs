@@ -3,14 +3,17 @@
 //! Each client implements [`fieldsync_core::ports::SystemClient`] and maps canonical field names
 //! to the platform's API:
 //!
-//! - [`storefront::ShopifyClient`] writes products through Shopify's Admin GraphQL API.
-//! - [`erp::ErpClient`] writes items and sales orders through the ERP's REST API.
+//! - [`storefront::ShopifyClient`] writes products through Shopify's Admin GraphQL API, and
+//!   customers, quotes, orders, fulfillments and returns through the sandbox's REST-shaped API.
+//! - [`erp::ErpClient`] writes items, sales orders, customers, quotes, shipments and returns
+//!   through the ERP's REST API.
 //!
 //! Both classify failures by HTTP status and error code, never by message text: throttling is
 //! [`SystemError::RateLimited`](fieldsync_core::ports::SystemError::RateLimited), a lost
 //! conditional write is `Conflict`, a server or network failure is `Unavailable`, and an invalid
 //! write is `Rejected`.
 
+mod documents;
 mod http;
 mod json;
 

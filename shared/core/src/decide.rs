@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::change::ChangeSet;
 use crate::ids::{FieldName, RecordKey, SystemId};
+use crate::lifecycle::{render_task, Lifecycle, StatusCheck, Task};
 use crate::record::{FieldState, OutboundWrite, Record, Seen, Version, WriteKind};
-use crate::rules::{EntityRules, FieldRule, ForeignEdit, Rules};
+use crate::rules::{CreateRule, EntityRules, FieldRule, ForeignEdit, Rules};
 use crate::value::{check_decimal_members, FieldValue};
 use crate::wire::Wire;
 
@@ -41,6 +42,12 @@ pub enum Outcome {
     Rejected,
     /// The event was already applied.
     Duplicate,
+    /// The event moves the status where no declared transition from the current state leads,
+    /// or carries fields of such a move. Nothing is written.
+    RejectedTransition,
+    /// The event reports a state that comes before the current one, so it is late. Nothing is
+    /// written.
+    Regression,
 }
 
 impl Outcome {
@@ -55,6 +62,8 @@ impl Outcome {
             Outcome::NoChange => "no_change",
             Outcome::Rejected => "rejected",
             Outcome::Duplicate => "duplicate",
+            Outcome::RejectedTransition => "rejected_transition",
+            Outcome::Regression => "regression",
         }
     }
 }
@@ -161,22 +170,50 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
     }
 
     let mut updates: BTreeMap<SystemId, BTreeMap<FieldName, FieldValue>> = BTreeMap::new();
+    let mut creates = entity.create.clone();
+    // Set when the event's status move is rejected, so its other fields are not applied either.
+    let mut status_rejected: Option<(Outcome, String)> = None;
     for (field, wire) in ordered_fields(entity, change) {
         let Some(rule) = entity.fields.get(field) else { continue };
+        if let Some((outcome, reason)) = &status_rejected {
+            let reason = format!("the event's status change was rejected: {reason}");
+            decisions.push(log(field, None, *outcome, Vec::new(), reason));
+            continue;
+        }
+        let is_status = Some(field) == entity.status_field.as_ref();
+        let lifecycle = entity.lifecycle.as_ref().filter(|_| is_status);
         let value = rule.field_type.parse(wire).and_then(|value| match value {
             Some(FieldValue::Json(json)) if !rule.decimal_members.is_empty() => {
                 check_decimal_members(&json, &rule.decimal_members).map(|json| Some(FieldValue::Json(json)))
             }
             other => Ok(other),
         });
+        let previous_status = record.status.clone();
+        let gate = lifecycle.map(|lifecycle| StatusGate {
+            lifecycle,
+            tasks: &record.tasks,
+        });
         let state = record.fields.entry(field.clone()).or_default();
-        let status = record.status.as_deref();
-        let Some(decided) = decide_field(rule, state, status, change, value.clone(), now, rules.echo_window) else {
+        let status = previous_status.as_deref();
+        let Some(decided) = decide_field(rule, state, status, change, value.clone(), now, rules.echo_window, gate)
+        else {
             continue;
         };
 
-        if Some(field) == entity.status_field.as_ref() && matches!(decided.outcome, Outcome::Apply) {
+        if is_status && matches!(decided.outcome, Outcome::Apply) {
             record.status = state.value.as_ref().map(status_text);
+            if let (Some(lifecycle), Some(next)) = (lifecycle, record.status.as_deref()) {
+                if let StatusCheck::Allowed(transition) = lifecycle.check(status, next, &change.source) {
+                    creates.extend(transition.create_on.iter().map(|on| CreateRule {
+                        on: on.clone(),
+                        from: vec![change.source.clone()],
+                        defaults: BTreeMap::new(),
+                    }));
+                }
+            }
+        }
+        if is_status && matches!(decided.outcome, Outcome::RejectedTransition | Outcome::Regression) {
+            status_rejected = Some((decided.outcome, decided.reason.clone()));
         }
         let targets = decided.writes.iter().map(|(target, _)| target.clone()).collect();
         for (target, written) in decided.writes {
@@ -200,7 +237,11 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
         record.ids.insert(change.source.clone(), id.clone());
     }
 
-    for created_on in plan_creates(entity, &mut record, change, now, rules.echo_window) {
+    if let Some(lifecycle) = &entity.lifecycle {
+        update_tasks(lifecycle, &mut record, now);
+    }
+
+    for created_on in plan_creates(entity, &creates, &mut record, change, now, rules.echo_window) {
         updates.remove(&created_on);
         for decision in &mut decisions {
             if decision.outcome == Outcome::Apply && decision.targets.contains(&created_on) {
@@ -227,6 +268,88 @@ fn ordered_fields<'a>(entity: &EntityRules, change: &'a ChangeSet) -> Vec<(&'a F
     fields
 }
 
+/// The lifecycle that decides a status field in place of its ownership, with the record's open
+/// tasks.
+#[derive(Clone, Copy)]
+struct StatusGate<'a> {
+    lifecycle: &'a Lifecycle,
+    tasks: &'a [Task],
+}
+
+impl StatusGate<'_> {
+    /// Returns the rejection of a status move, or `None` when the move may apply. While a manual
+    /// task is open, only the system that takes the step may move the record on.
+    fn reject(&self, current: Option<&str>, value: &FieldValue, source: &SystemId) -> Option<FieldDecision> {
+        let next = status_text(value);
+        match self.lifecycle.check(current, &next, source) {
+            StatusCheck::Unchanged => None,
+            StatusCheck::Regression { reason } => Some(decision(Outcome::Regression, reason)),
+            StatusCheck::NotAllowed { reason } => Some(decision(Outcome::RejectedTransition, reason)),
+            StatusCheck::Allowed(_) => {
+                let blocking = self.tasks.iter().find(|task| task.system != *source);
+                blocking.map(|task| {
+                    let reason = format!("waiting for the manual step \"{}\" in {}", task.title, task.system);
+                    decision(Outcome::RejectedTransition, reason)
+                })
+            }
+        }
+    }
+}
+
+/// Renders the titles of a record's open tasks again, as after a confirmed write taught the
+/// record an id that a title names (`{id.erp}`).
+pub fn refresh_task_titles(rules: &Rules, record: &mut Record) {
+    if let Some(lifecycle) = rules
+        .entity(&record.key.entity)
+        .and_then(|entity| entity.lifecycle.as_ref())
+    {
+        render_task_titles(lifecycle, record);
+    }
+}
+
+fn render_task_titles(lifecycle: &Lifecycle, record: &mut Record) {
+    let titles: Vec<String> = record
+        .tasks
+        .iter()
+        .map(|task| {
+            let template = lifecycle
+                .manual_from(&task.from)
+                .find(|transition| transition.to == task.to)
+                .and_then(|transition| transition.task.as_deref())
+                .unwrap_or("move {entity} {key} to the next state");
+            render_task(template, record)
+        })
+        .collect();
+    for (task, title) in record.tasks.iter_mut().zip(titles) {
+        task.title = title;
+    }
+}
+
+/// Closes the tasks of states the record has left, opens one per manual transition from its
+/// current state, and renders every open title again, since the record may know more ids now.
+fn update_tasks(lifecycle: &Lifecycle, record: &mut Record, now: DateTime<Utc>) {
+    let current = record.status.clone();
+    record.tasks.retain(|task| Some(&task.from) == current.as_ref());
+    let Some(current) = current else { return };
+    for transition in lifecycle.manual_from(&current) {
+        let open = record
+            .tasks
+            .iter()
+            .any(|task| task.to == transition.to && task.system == transition.by);
+        if !open {
+            record.tasks.push(Task {
+                title: String::new(),
+                system: transition.by.clone(),
+                from: current.clone(),
+                to: transition.to.clone(),
+                opened_at: now,
+            });
+        }
+    }
+    render_task_titles(lifecycle, record);
+}
+
+#[allow(clippy::too_many_arguments)]
 fn decide_field(
     rule: &FieldRule,
     state: &mut FieldState,
@@ -235,6 +358,7 @@ fn decide_field(
     value: Result<Option<FieldValue>, crate::value::InvalidValue>,
     now: DateTime<Utc>,
     echo_window: Duration,
+    gate: Option<StatusGate<'_>>,
 ) -> Option<FieldDecision> {
     let source = &change.source;
     let at = change.occurred_at;
@@ -304,7 +428,18 @@ fn decide_field(
 
     let owner = rule.owner(status, state.claimed_by.as_ref()).clone();
     let mut reason = format!("{source} owns this field");
-    if *source != owner {
+    if let Some(gate) = gate {
+        if let Some(rejected) = gate.reject(status, &value, source) {
+            return Some(rejected);
+        }
+        reason = match status {
+            Some(current) => format!(
+                "{source} may move the status from {current:?} to {:?}",
+                status_text(&value)
+            ),
+            None => format!("{source} may start the lifecycle in {:?}", status_text(&value)),
+        };
+    } else if *source != owner {
         if !rule.claims_on_edit(status) {
             return Some(not_owner(rule, state, source, &owner, now, echo_window));
         }
@@ -394,13 +529,14 @@ fn status_text(value: &FieldValue) -> String {
 /// field that syncs there plus the rule's defaults. Returns the systems a create was queued for.
 fn plan_creates(
     entity: &EntityRules,
+    create: &[CreateRule],
     record: &mut Record,
     change: &ChangeSet,
     now: DateTime<Utc>,
     echo_window: Duration,
 ) -> Vec<SystemId> {
     let mut created = Vec::new();
-    for rule in &entity.create {
+    for rule in create {
         let target = &rule.on;
         let pending = record
             .outbox
@@ -463,5 +599,6 @@ fn queue_write(
         target_id,
         fields,
         changed_at,
+        parked_on: Vec::new(),
     });
 }

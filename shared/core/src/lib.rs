@@ -7,9 +7,11 @@
 
 pub mod change;
 pub mod decide;
+pub mod dependency;
 pub mod formats;
 pub mod ids;
 pub mod ingest;
+pub mod lifecycle;
 pub mod ports;
 pub mod record;
 pub mod rules;
@@ -19,9 +21,10 @@ pub mod value;
 pub mod wire;
 
 pub use change::{ChangeSet, Notice, NoticeKind};
-pub use decide::{reconcile, Decision, Outcome, Reconciliation};
+pub use decide::{reconcile, refresh_task_titles, Decision, Outcome, Reconciliation};
 pub use ids::{EntityType, FieldName, RecordKey, SystemId};
 pub use ingest::{Handshake, InboundRequest, Normalized, Rejection, WebhookFormat};
+pub use lifecycle::{Lifecycle, OpenTask, StatusCheck, Task, Transition};
 pub use record::{FieldState, OutboundWrite, Record, Seen, Version, WriteKind};
 pub use rules::{Rules, RulesError};
 pub use secret::Secret;

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::change::{ChangeSet, Notice};
 use crate::decide::Decision;
 use crate::ids::{EntityType, RecordKey, SystemId};
+use crate::lifecycle::OpenTask;
 use crate::record::{OutboundWrite, Record};
 
 /// An adapter's underlying error, kept as the source of a port error.
@@ -45,6 +46,10 @@ pub trait RecordStore: Send + Sync + fmt::Debug {
         entity: &EntityType,
         external_id: &str,
     ) -> Result<Option<RecordKey>, StoreError>;
+
+    /// Lists the open manual tasks of every record of an integration, as the records last
+    /// stored them ([`Record::tasks`]), ordered by record key.
+    async fn open_tasks(&self, integration: &str) -> Result<Vec<OpenTask>, StoreError>;
 }
 
 /// A failed store call.

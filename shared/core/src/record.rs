@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{FieldName, RecordKey, SystemId};
+use crate::lifecycle::Task;
 use crate::value::FieldValue;
 
 /// The canonical state of one record, stored with a revision for conditional writes.
@@ -31,6 +32,17 @@ pub struct Record {
     /// only new or changed ones.
     #[serde(default)]
     pub indexed_ids: BTreeMap<SystemId, String>,
+    /// Manual steps the record waits for, from its entity's lifecycle.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+    /// The tasks as the store's task list last recorded them, so it rewrites the list only when
+    /// they change.
+    #[serde(default)]
+    pub indexed_tasks: Vec<Task>,
+    /// Records with a write parked until this record exists in the write's target. Stored here,
+    /// on the record they wait for, so that releasing them reads no other item.
+    #[serde(default)]
+    pub waiting: Vec<RecordKey>,
 }
 
 /// The state of one field of a record.
@@ -89,6 +101,10 @@ pub struct OutboundWrite {
     pub fields: BTreeMap<FieldName, FieldValue>,
     /// The source change time of the oldest value in this write, for end-to-end lag.
     pub changed_at: DateTime<Utc>,
+    /// Records this write names that the target does not hold yet. While any is listed, the
+    /// write and every later write to its target wait in the outbox.
+    #[serde(default)]
+    pub parked_on: Vec<RecordKey>,
 }
 
 impl Record {
@@ -104,6 +120,9 @@ impl Record {
             recent_events: BTreeMap::new(),
             next_write_id: 0,
             indexed_ids: BTreeMap::new(),
+            tasks: Vec::new(),
+            indexed_tasks: Vec::new(),
+            waiting: Vec::new(),
         }
     }
 
@@ -132,7 +151,8 @@ const WRITES_KEPT: usize = 32;
 
 impl Record {
     /// Returns the next write to send: the oldest pending write of a target whose oldest write is
-    /// not claimed by another reconciler at `now`. Writes to one target go out in order.
+    /// neither parked nor claimed by another reconciler at `now`. Writes to one target go out in
+    /// order.
     pub fn next_sendable(&self, now: DateTime<Utc>) -> Option<&OutboundWrite> {
         let mut seen_targets = Vec::new();
         for write in &self.outbox {
@@ -140,7 +160,7 @@ impl Record {
                 continue;
             }
             seen_targets.push(&write.target);
-            if write.claimed_until.is_none_or(|until| until <= now) {
+            if write.parked_on.is_empty() && write.claimed_until.is_none_or(|until| until <= now) {
                 return Some(write);
             }
         }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::ids::{EntityType, FieldName, SystemId};
+use crate::lifecycle::{Lifecycle, Transition};
 use crate::value::{FieldType, FieldValue};
 use crate::wire::Wire;
 
@@ -56,6 +57,21 @@ pub struct EntityRules {
     pub status_field: Option<FieldName>,
     pub create: Vec<CreateRule>,
     pub fields: BTreeMap<FieldName, FieldRule>,
+    /// The declared states and transitions of `status_field`, if the entity has a lifecycle.
+    pub lifecycle: Option<Lifecycle>,
+}
+
+impl EntityRules {
+    /// Tells whether fieldsync creates records of this entity in `system`, through a create rule
+    /// or a lifecycle transition.
+    pub fn creates_in(&self, system: &SystemId) -> bool {
+        let by_rule = self.create.iter().any(|rule| rule.on == *system);
+        let by_transition = self
+            .lifecycle
+            .as_ref()
+            .is_some_and(|lifecycle| lifecycle.transitions.iter().any(|t| t.create_on.contains(system)));
+        by_rule || by_transition
+    }
 }
 
 /// Create the record in `on` when a change from one of `from` arrives and `on` lacks it.
@@ -78,6 +94,17 @@ pub struct FieldRule {
     /// For `json` fields: object members, at any depth, that hold money and must be decimals,
     /// such as `unit_price` in a customer price list.
     pub decimal_members: Vec<String>,
+    /// The record this field names by its key, which a target must hold before a write that
+    /// carries the field is sent there.
+    pub references: Option<Reference>,
+}
+
+/// A field whose value is the key of another entity's record: the whole text, or for a `json`
+/// list the `member` of each element (such as the `sku` of each order line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub entity: EntityType,
+    pub member: Option<String>,
 }
 
 /// The owner of a field when no status rule applies.
@@ -153,6 +180,28 @@ struct RawEntity {
     #[serde(default)]
     create: Vec<RawCreate>,
     fields: BTreeMap<String, Spanned<RawField>>,
+    lifecycle: Option<Spanned<RawLifecycle>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLifecycle {
+    states: Vec<Spanned<String>>,
+    #[serde(default)]
+    transitions: Vec<Spanned<RawTransition>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransition {
+    from: Option<Spanned<String>>,
+    to: Spanned<String>,
+    by: Spanned<String>,
+    #[serde(default)]
+    manual: bool,
+    task: Option<String>,
+    #[serde(default)]
+    create_on: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -179,6 +228,8 @@ struct RawField {
     on_foreign_edit: Option<Spanned<String>>,
     #[serde(default)]
     decimal_members: Vec<String>,
+    references: Option<Spanned<String>>,
+    reference_member: Option<String>,
 }
 
 impl Rules {
@@ -258,10 +309,22 @@ impl Rules {
                         ))
                     }
                 };
+                let lifecycle_status = entity.lifecycle.is_some()
+                    && entity.status_field.as_ref().map(Spanned::get_ref) == Some(field_name);
                 let ownership = match (&field.owner, &field.claim_on_edit) {
                     (Some(owner), None) => Ownership::Fixed(system(owner)?),
                     (None, Some(initial)) => Ownership::ClaimOnEdit {
                         initial: system(initial)?,
+                    },
+                    // The lifecycle's transitions decide who may change this field, so the
+                    // ownership is never consulted; the first transition's system fills it.
+                    (None, None) if lifecycle_status => match entity
+                        .lifecycle
+                        .as_ref()
+                        .and_then(|raw| raw.get_ref().transitions.first())
+                    {
+                        Some(first) => Ownership::Fixed(system(&first.get_ref().by)?),
+                        None => return Err(error_at(span, "a lifecycle needs at least one transition".to_owned())),
                     },
                     _ => {
                         return Err(error_at(
@@ -270,6 +333,21 @@ impl Rules {
                         ))
                     }
                 };
+                if let Some(raw_lifecycle) = &entity.lifecycle {
+                    let states = &raw_lifecycle.get_ref().states;
+                    for (state, owner) in &field.owner_by_status {
+                        if !states.iter().any(|declared| declared.get_ref() == state) {
+                            let declared: Vec<&str> = states.iter().map(|state| state.get_ref().as_str()).collect();
+                            return Err(error_at(
+                                owner.span(),
+                                format!(
+                                    "owner_by_status names unknown state {state:?}; declared states: {}",
+                                    declared.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
                 let owner_by_status = field
                     .owner_by_status
                     .iter()
@@ -296,6 +374,34 @@ impl Rules {
                         "`decimal_members` applies only to json fields".to_owned(),
                     ));
                 }
+                let references = match (&field.references, &field.reference_member) {
+                    (Some(entity_name), member) if raw.entities.contains_key(entity_name.get_ref()) => {
+                        if member.is_some() != (field_type == FieldType::Json) {
+                            return Err(error_at(
+                                span,
+                                "a json field names its references with `reference_member`, and only a json field may"
+                                    .to_owned(),
+                            ));
+                        }
+                        Some(Reference {
+                            entity: EntityType::new(entity_name.get_ref().as_str()),
+                            member: member.clone(),
+                        })
+                    }
+                    (Some(entity_name), _) => {
+                        let declared: Vec<&str> = raw.entities.keys().map(String::as_str).collect();
+                        return Err(error_at(
+                            entity_name.span(),
+                            format!(
+                                "references names unknown entity {:?}; declared entities: {}",
+                                entity_name.get_ref(),
+                                declared.join(", ")
+                            ),
+                        ));
+                    }
+                    (None, Some(_)) => return Err(error_at(span, "`reference_member` needs `references`".to_owned())),
+                    (None, None) => None,
+                };
                 fields.insert(
                     FieldName::new(field_name.as_str()),
                     FieldRule {
@@ -305,6 +411,7 @@ impl Rules {
                         sync_to,
                         on_foreign_edit,
                         decimal_members: field.decimal_members.clone(),
+                        references,
                     },
                 );
             }
@@ -325,6 +432,19 @@ impl Rules {
                     "owner_by_status needs the entity's status_field".to_owned(),
                 ));
             }
+
+            let lifecycle = match &entity.lifecycle {
+                Some(raw_lifecycle) => {
+                    if status_field.is_none() {
+                        return Err(error_at(
+                            raw_lifecycle.span(),
+                            "a lifecycle needs the entity's status_field".to_owned(),
+                        ));
+                    }
+                    Some(parse_lifecycle(raw_lifecycle, &system, &error_at)?)
+                }
+                None => None,
+            };
 
             let mut create = Vec::new();
             for rule in &entity.create {
@@ -355,6 +475,7 @@ impl Rules {
                     status_field,
                     create,
                     fields,
+                    lifecycle,
                 },
             );
         }
@@ -372,6 +493,63 @@ impl Rules {
     pub fn entity(&self, entity: &EntityType) -> Option<&EntityRules> {
         self.entities.get(entity)
     }
+}
+
+/// Parses a lifecycle: its states are unique, its transitions name declared states and systems,
+/// and only a manual transition has a `task`.
+fn parse_lifecycle(
+    raw: &Spanned<RawLifecycle>,
+    system: &dyn Fn(&Spanned<String>) -> Result<SystemId, RulesError>,
+    error_at: &dyn Fn(Range<usize>, String) -> RulesError,
+) -> Result<Lifecycle, RulesError> {
+    if raw.get_ref().transitions.is_empty() {
+        return Err(error_at(
+            raw.span(),
+            "a lifecycle needs at least one transition".to_owned(),
+        ));
+    }
+    let raw = raw.get_ref();
+    let mut states: Vec<String> = Vec::new();
+    for state in &raw.states {
+        if states.contains(state.get_ref()) {
+            return Err(error_at(
+                state.span(),
+                format!("state {:?} is listed twice", state.get_ref()),
+            ));
+        }
+        states.push(state.get_ref().clone());
+    }
+    let known = |name: &Spanned<String>| -> Result<String, RulesError> {
+        if states.contains(name.get_ref()) {
+            return Ok(name.get_ref().clone());
+        }
+        Err(error_at(
+            name.span(),
+            format!(
+                "unknown state {:?}; declared states: {}",
+                name.get_ref(),
+                states.join(", ")
+            ),
+        ))
+    };
+
+    let mut transitions = Vec::new();
+    for transition in &raw.transitions {
+        let span = transition.span();
+        let transition = transition.get_ref();
+        if transition.task.is_some() && !transition.manual {
+            return Err(error_at(span, "`task` applies only to a manual transition".to_owned()));
+        }
+        transitions.push(Transition {
+            from: transition.from.as_ref().map(known).transpose()?,
+            to: known(&transition.to)?,
+            by: system(&transition.by)?,
+            manual: transition.manual,
+            task: transition.task.clone(),
+            create_on: transition.create_on.iter().map(system).collect::<Result<_, _>>()?,
+        });
+    }
+    Ok(Lifecycle { states, transitions })
 }
 
 fn toml_to_wire(value: &toml::Value) -> Wire {

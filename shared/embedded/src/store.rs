@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use std::time::Duration;
@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fieldsync_core::ports::{RecordStore, StoreError};
-use fieldsync_core::{Decision, EntityType, Record, RecordKey, SystemId};
+use fieldsync_core::{Decision, EntityType, OpenTask, Record, RecordKey, SystemId, Task};
 
 /// A record store in memory with conditional writes on the record revision.
 #[derive(Debug, Default)]
@@ -23,6 +23,8 @@ struct StoreState {
     conflicts: u64,
     /// Delivery id → when its mark expires.
     deliveries: HashMap<String, DateTime<Utc>>,
+    /// Open tasks by record, kept apart from the records as the DynamoDB store keeps its list.
+    tasks: BTreeMap<RecordKey, Vec<Task>>,
 }
 
 impl EmbeddedStore {
@@ -68,6 +70,12 @@ impl RecordStore for EmbeddedStore {
         stored.revision += 1;
         // As the DynamoDB store does, the stored record lists every id as cross-referenced.
         stored.indexed_ids = stored.ids.clone();
+        stored.indexed_tasks = stored.tasks.clone();
+        if stored.tasks.is_empty() {
+            state.tasks.remove(&stored.key);
+        } else {
+            state.tasks.insert(stored.key.clone(), stored.tasks.clone());
+        }
         for (system, id) in &stored.ids {
             let index_key = (
                 stored.key.integration.clone(),
@@ -129,6 +137,22 @@ impl RecordStore for EmbeddedStore {
             external_id.to_owned(),
         );
         Ok(self.lock().external_ids.get(&index_key).cloned())
+    }
+
+    async fn open_tasks(&self, integration: &str) -> Result<Vec<OpenTask>, StoreError> {
+        let state = self.lock();
+        let open = state
+            .tasks
+            .iter()
+            .filter(|(record, _)| record.integration == integration)
+            .flat_map(|(record, tasks)| {
+                tasks.iter().map(|task| OpenTask {
+                    record: record.clone(),
+                    task: task.clone(),
+                })
+            })
+            .collect();
+        Ok(open)
     }
 }
 

@@ -7,13 +7,16 @@ use std::time::Duration;
 use chrono::Utc;
 use fieldsync_core::ports::{RecordStore, StoreError, SystemClient, SystemError};
 use fieldsync_core::{
-    reconcile, ChangeSet, Decision, Notice, NoticeKind, OutboundWrite, Outcome, Record, RecordKey, Rules, SystemId,
+    reconcile, refresh_task_titles, ChangeSet, Decision, Notice, NoticeKind, OutboundWrite, Outcome, Record, RecordKey,
+    Rules, SystemId,
 };
 use rand::Rng;
 use tracing::{debug, error, info, warn};
 
 use crate::message::{self, Queued};
 use crate::report::ErrorChain;
+
+mod parking;
 
 /// Conditional-write attempts per record before the batch item fails and SQS redelivers it.
 const MAX_CONFLICT_RETRIES: u32 = 8;
@@ -339,8 +342,11 @@ impl Reconciler {
                         record: record.key.clone(),
                     });
                 }
-                return Ok(());
+                return self.release_waiting(&mut record, report).await;
             };
+            if self.park_if_missing(&mut record, &next, report).await? {
+                continue;
+            }
             let Some(claimed) = self.claim(&mut record, &next, report).await? else {
                 continue;
             };
@@ -461,6 +467,7 @@ impl Reconciler {
                 record.forget_write(sent);
             }
             record.confirm_write(sent, target_id.clone());
+            refresh_task_titles(&self.rules, &mut record);
             match self.store.save(&record).await {
                 Ok(revision) => {
                     record.revision = revision;

@@ -12,6 +12,7 @@
 //! also serves a read-only `GET /_sandbox/state` JSON view of its data, without authentication.
 
 mod delivery;
+mod documents;
 mod error;
 mod json_text;
 mod server;
@@ -20,4 +21,5 @@ pub mod erp;
 pub mod storefront;
 
 pub use delivery::{Delivery, DeliveryOutcome, RetryPolicy};
+pub use documents::{json_member, text_member, Document, DocumentKind};
 pub use error::SandboxError;

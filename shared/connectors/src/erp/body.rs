@@ -46,9 +46,14 @@ pub(crate) fn order_body(system: &SystemId, write: &OutboundWrite) -> Result<Bod
             ("financial_status", FieldValue::Text(text)) => ("financial_status", nullable(text)),
             ("note", FieldValue::Text(text)) => ("note", nullable(text)),
             ("lines", FieldValue::Json(wire)) => ("lines", json_text(system, write, wire)?),
-            (field @ ("number" | "email" | "total" | "financial_status" | "note" | "lines"), _) => {
-                return Err(mismatch(system, write, field, value))
-            }
+            ("customer", FieldValue::Text(text)) => ("customer", nullable(text)),
+            ("quote", FieldValue::Text(text)) => ("quote", nullable(text)),
+            ("status", FieldValue::Text(text)) => ("status", nullable(text)),
+            (
+                field @ ("number" | "email" | "total" | "financial_status" | "note" | "lines" | "customer" | "quote"
+                | "status"),
+                _,
+            ) => return Err(mismatch(system, write, field, value)),
             (other, _) => return Err(unmapped(system, write, other)),
         };
         body.insert(member, json);
@@ -130,6 +135,7 @@ mod tests {
                 .map(|(name, value)| (FieldName::new(name), value))
                 .collect::<BTreeMap<_, _>>(),
             changed_at: Utc::now(),
+            parked_on: Vec::new(),
         }
     }
 

@@ -24,6 +24,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, IF_MATCH};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 
+use crate::documents::{document_body, document_method, send_document, Dialect};
 use crate::http::{build_client, rejected, status_error, unavailable, ConnectorError, UnexpectedResponse};
 use body::{item_body, order_body, to_bytes};
 use fieldsync_core::Secret;
@@ -156,6 +157,22 @@ impl ErpClient {
         })
     }
 
+    /// Writes a customer, quote, shipment or return: a PATCH of `<collection>/<number>` when the
+    /// ERP number is known, else a POST to `<collection>` that upserts by external id.
+    async fn write_document(&self, write: &OutboundWrite, collection: &str) -> Result<WriteReceipt, SystemError> {
+        let (method, external_id) = document_method(write);
+        let body = document_body(self.system(), write, Dialect::Erp, external_id.as_deref())?;
+        let url = match &write.target_id {
+            Some(number) => self.url(&[collection, number]),
+            None => self.url(&[collection]),
+        };
+        let request = self
+            .request(method, url)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body);
+        send_document(self.system(), write, request, "number").await
+    }
+
     async fn write_order(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
         let record = &write.record;
         let body = to_bytes(&order_body(self.system(), write)?);
@@ -185,10 +202,13 @@ impl ErpClient {
 #[async_trait]
 impl SystemClient for ErpClient {
     async fn write(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
-        let result = if write.record.entity.as_str() == "order" {
-            self.write_order(write).await
-        } else {
-            self.write_item(write).await
+        let result = match write.record.entity.as_str() {
+            "order" => self.write_order(write).await,
+            "customer" => self.write_document(write, "customers").await,
+            "quote" => self.write_document(write, "quotes").await,
+            "shipment" => self.write_document(write, "shipments").await,
+            "return" => self.write_document(write, "returns").await,
+            _ => self.write_item(write).await,
         };
         if let Err(error) = &result {
             tracing::debug!(system = %self.system(), record = %write.record, error = %error, "ERP write failed");

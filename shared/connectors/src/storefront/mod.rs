@@ -28,6 +28,7 @@ use fieldsync_core::ports::{SystemClient, SystemError, WriteReceipt};
 use fieldsync_core::{OutboundWrite, RecordKey, SystemId, WriteKind};
 use serde_json::{json, Value};
 
+use crate::documents::{document_body, document_method, send_document, Dialect};
 use crate::http::{build_client, rejected, status_error, unavailable, ConnectorError, UnexpectedResponse};
 use fields::ProductFields;
 use fieldsync_core::Secret;
@@ -156,6 +157,31 @@ impl ShopifyClient {
                 UnexpectedResponse("response has no data".to_owned()),
             )),
         }
+    }
+
+    /// Writes a customer, quote, order, fulfillment or return through the REST-shaped API: a PUT
+    /// of `<collection>/<id>.json` when the storefront id is known, else a POST that upserts by
+    /// external id.
+    async fn write_document(&self, write: &OutboundWrite, collection: &str) -> Result<WriteReceipt, SystemError> {
+        let (method, external_id) = document_method(write);
+        let body = document_body(self.system(), write, Dialect::Storefront, external_id.as_deref())?;
+        let (method, file) = match &write.target_id {
+            Some(id) => (reqwest::Method::PUT, format!("{collection}/{id}.json")),
+            None => (method, format!("{collection}.json")),
+        };
+        let url = self.endpoint.join(&file).map_err(|_| {
+            unavailable(
+                self.system(),
+                UnexpectedResponse(format!("invalid document path {file}")),
+            )
+        })?;
+        let request = self
+            .http
+            .request(method, url)
+            .header("X-Shopify-Access-Token", self.config.access_token.expose())
+            .header("Content-Type", "application/json")
+            .body(body);
+        send_document(self.system(), write, request, "id").await
     }
 
     async fn create(&self, write: &OutboundWrite, fields: &ProductFields) -> Result<WriteReceipt, SystemError> {
@@ -334,6 +360,17 @@ impl ShopifyClient {
 #[async_trait]
 impl SystemClient for ShopifyClient {
     async fn write(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
+        let collection = match write.record.entity.as_str() {
+            "customer" => Some("customers"),
+            "quote" => Some("draft_orders"),
+            "order" => Some("orders"),
+            "shipment" => Some("fulfillments"),
+            "return" => Some("returns"),
+            _ => None,
+        };
+        if let Some(collection) = collection {
+            return self.write_document(write, collection).await;
+        }
         let fields = ProductFields::from_write(self.system(), write)?;
         let result = match write.kind {
             WriteKind::Create => self.create(write, &fields).await,

@@ -37,6 +37,7 @@ pub fn write(
             .map(|(name, value)| (FieldName::new(name), value))
             .collect::<BTreeMap<_, _>>(),
         changed_at: Utc::now(),
+        parked_on: Vec::new(),
     }
 }
 

@@ -76,3 +76,46 @@ fn canonical_lines(rows: &Wire, price_member: &str) -> Wire {
     }
     lines
 }
+
+/// Returns the record key of a business document: fieldsync's external id without its
+/// `<entity>:` prefix when the document carries one, else the sender's own id.
+fn document_key(entity: &str, document: &Wire, own_id: Option<String>) -> Option<String> {
+    let prefix = format!("{entity}:");
+    document
+        .get("external_id")
+        .and_then(Wire::as_text)
+        .and_then(|external_id| external_id.strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
+        .or(own_id)
+}
+
+/// Copies a business document's members into fields, skipping the sender's bookkeeping
+/// members, renaming per `renames` (sender name → canonical name), reading `customer` and
+/// `order` as keys and order lines in their canonical shape (prices under `price_member`).
+fn document_fields(
+    document: &Wire,
+    skip: &[&str],
+    renames: &[(&str, &str)],
+    price_member: &str,
+) -> BTreeMap<FieldName, Wire> {
+    let mut fields = BTreeMap::new();
+    let Wire::Map(members) = document else {
+        return fields;
+    };
+    for (name, value) in members {
+        if skip.contains(&name.as_str()) || name == "external_id" {
+            continue;
+        }
+        let canonical = renames
+            .iter()
+            .find(|(from, _)| *from == name)
+            .map_or(name.as_str(), |(_, to)| *to);
+        let value = match canonical {
+            "lines" => canonical_lines(value, price_member),
+            "customer" | "order" => value.as_key().map_or(Wire::Null, Wire::Text),
+            _ => value.clone(),
+        };
+        fields.insert(FieldName::new(canonical), value);
+    }
+    fields
+}

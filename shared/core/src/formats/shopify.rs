@@ -16,7 +16,7 @@ use crate::secret::Secret;
 use crate::signature;
 use crate::wire::Wire;
 
-use super::{canonical_lines, canonical_rows, put};
+use super::{canonical_lines, canonical_rows, document_fields, document_key, put};
 
 /// The Shopify webhook format for one shop.
 #[derive(Debug, Clone)]
@@ -61,6 +61,10 @@ impl WebhookFormat for ShopifyFormat {
         let entity = match topic {
             "products/create" | "products/update" => "product",
             "orders/create" | "orders/updated" => "order",
+            "customers/create" | "customers/update" => "customer",
+            "draft_orders/create" | "draft_orders/update" => "quote",
+            "fulfillments/create" | "fulfillments/update" => "shipment",
+            "returns/request" | "returns/update" => "return",
             other => {
                 return Ok(Normalized::Ignored {
                     topic: other.to_owned(),
@@ -87,8 +91,9 @@ impl WebhookFormat for ShopifyFormat {
             .and_then(parse_offset_time)
             .or_else(|| request.header("x-shopify-triggered-at").and_then(parse_offset_time))
             .unwrap_or(request.received_at);
+        let key = document_key(entity, &body, Some(id.clone())).unwrap_or_else(|| id.clone());
         let template = ChangeSet {
-            record: RecordKey::new(self.integration.as_str(), entity, id.as_str()),
+            record: RecordKey::new(self.integration.as_str(), entity, key),
             source: self.source.clone(),
             event_id: event_id(request, topic),
             occurred_at,
@@ -98,7 +103,13 @@ impl WebhookFormat for ShopifyFormat {
         };
         let changes = match entity {
             "product" => product_changes(&body, &id, template),
-            _ => vec![order_change(&body, template)],
+            "order" => vec![order_change(&body, template)],
+            _ => {
+                let skip = ["id", "updated_at", "created_at", "admin_graphql_api_id"];
+                let renames = [("total_price", "total"), ("line_items", "lines")];
+                let fields = document_fields(&body, &skip, &renames, "price");
+                vec![ChangeSet { fields, ..template }]
+            }
         };
         Ok(Normalized::Changes(changes))
     }
@@ -183,6 +194,15 @@ fn order_change(order: &Wire, mut change: ChangeSet) -> ChangeSet {
     put(fields, "financial_status", order.get("financial_status"));
     put(fields, "fulfillment_status", order.get("fulfillment_status"));
     put(fields, "note", order.get("note"));
+    put(fields, "status", order.get("status"));
+    put(fields, "quote", order.get("quote"));
+    // Shopify sends the customer as an object with its `id`; the sandbox sends the id alone.
+    let customer = order.get("customer");
+    let customer_id =
+        customer.and_then(|customer| customer.get("id").and_then(Wire::as_key).or_else(|| customer.as_key()));
+    if let Some(customer) = customer_id {
+        fields.insert(FieldName::new("customer"), Wire::Text(customer));
+    }
     if let Some(lines) = order.get("line_items") {
         fields.insert(FieldName::new("lines"), canonical_lines(lines, "price"));
     }
@@ -331,5 +351,53 @@ mod tests {
     fn malformed_body_is_rejected() {
         let result = format("x").normalize(&request(b"{\"id\":", "", "orders/create"));
         assert!(matches!(result, Err(Rejection::Malformed { .. })));
+    }
+
+    #[test]
+    fn draft_order_becomes_quote_change() {
+        let body = br#"{"id":7000000007,"external_id":null,"customer":"7000000001","line_items":[{"sku":"MUG-RED","quantity":10,"price":"11.50"}],"status":"approved","total_price":"115.00","updated_at":"2025-06-01T10:00:00-04:00"}"#;
+        let Normalized::Changes(changes) = format("s")
+            .normalize(&request(body, "", "draft_orders/update"))
+            .unwrap()
+        else {
+            panic!("expected changes");
+        };
+        let change = &changes[0];
+        assert_eq!(change.record.to_string(), "demo/quote/7000000007");
+        assert_eq!(change.external_id.as_deref(), Some("7000000007"));
+        assert_eq!(change.fields[&FieldName::new("total")], Wire::Text("115.00".into()));
+        assert_eq!(
+            change.fields[&FieldName::new("customer")],
+            Wire::Text("7000000001".into())
+        );
+        let lines = &change.fields[&FieldName::new("lines")];
+        assert_eq!(lines.pointer("/0/unit_price"), Some(&Wire::Text("11.5".into())));
+        assert!(!change.fields.contains_key(&FieldName::new("updated_at")));
+    }
+
+    #[test]
+    fn fulfillment_is_keyed_by_fieldsync_external_id() {
+        let body = br#"{"id":7000000009,"external_id":"shipment:SH-1001","order":"7000000008","status":"shipped"}"#;
+        let Normalized::Changes(changes) = format("s")
+            .normalize(&request(body, "", "fulfillments/create"))
+            .unwrap()
+        else {
+            panic!("expected changes");
+        };
+        assert_eq!(changes[0].record.to_string(), "demo/shipment/SH-1001");
+        assert_eq!(changes[0].external_id.as_deref(), Some("7000000009"));
+        assert!(!changes[0].fields.contains_key(&FieldName::new("external_id")));
+    }
+
+    #[test]
+    fn order_customer_object_gives_its_id() {
+        let body = br#"{"id":5001,"customer":{"id":8001,"email":"ada@example.test"}}"#;
+        let Normalized::Changes(changes) = format("s").normalize(&request(body, "", "orders/create")).unwrap() else {
+            panic!("expected changes");
+        };
+        assert_eq!(
+            changes[0].fields[&FieldName::new("customer")],
+            Wire::Text("8001".into())
+        );
     }
 }

@@ -12,6 +12,9 @@
 //! The body is `{"id", "type", "occurred_at" (RFC 3339), "data"}`. Types `item.created` and
 //! `item.updated` carry an item keyed by its `number` (the SKU); `sales_order.created` and
 //! `sales_order.updated` carry an order keyed by its `external_id` (`order:<storefront id>`).
+//! `customer.*`, `quote.*`, `shipment.*` and `return.*` carry a document keyed by its
+//! `external_id` without the `<entity>:` prefix, or by its ERP `number` when fieldsync did not
+//! create it (a shipment, say).
 //! A NetSuite SuiteScript, a Business Central extension or any script that can compute an HMAC
 //! can produce this format.
 
@@ -26,7 +29,7 @@ use crate::secret::Secret;
 use crate::signature;
 use crate::wire::Wire;
 
-use super::{canonical_lines, canonical_rows, put};
+use super::{canonical_lines, canonical_rows, document_fields, document_key, put};
 
 /// The signed JSON format for one sender.
 #[derive(Debug, Clone)]
@@ -89,6 +92,10 @@ impl WebhookFormat for SignedJsonFormat {
         let entity = match kind {
             "item.created" | "item.updated" => "product",
             "sales_order.created" | "sales_order.updated" => "order",
+            "customer.created" | "customer.updated" => "customer",
+            "quote.created" | "quote.updated" => "quote",
+            "shipment.created" | "shipment.updated" => "shipment",
+            "return.created" | "return.updated" => "return",
             other => {
                 return Ok(Normalized::Ignored {
                     topic: other.to_owned(),
@@ -115,6 +122,13 @@ impl WebhookFormat for SignedJsonFormat {
                     .and_then(Wire::as_key)
                     .ok_or_else(|| malformed("item has no \"number\"".to_owned()))?;
                 (key, data.get("id").and_then(Wire::as_key), item_fields(data))
+            }
+            "customer" | "quote" | "shipment" | "return" => {
+                let number = data.get("number").and_then(Wire::as_key);
+                let key = document_key(entity, data, number.clone())
+                    .ok_or_else(|| malformed(format!("{kind} has no \"number\"")))?;
+                let skip = ["number", "last_modified", "version", "sales_order"];
+                (key, number, document_fields(data, &skip, &[], "unit_price"))
             }
             _ => {
                 let external = data.get("external_id").and_then(Wire::as_key);
@@ -165,6 +179,9 @@ fn order_fields(order: &Wire) -> BTreeMap<FieldName, Wire> {
     put(&mut fields, "total", order.get("total"));
     put(&mut fields, "financial_status", order.get("financial_status"));
     put(&mut fields, "note", order.get("note"));
+    put(&mut fields, "status", order.get("status"));
+    put(&mut fields, "quote", order.get("quote"));
+    put(&mut fields, "customer", order.get("customer"));
     if let Some(lines) = order.get("lines") {
         fields.insert(FieldName::new("lines"), canonical_lines(lines, "unit_price"));
     }
@@ -270,5 +287,30 @@ mod tests {
                 topic: "vendor.updated".into()
             }
         );
+    }
+
+    #[test]
+    fn quote_is_keyed_by_external_id() {
+        let body = br#"{"id":"evt-2","type":"quote.updated","occurred_at":"2025-06-01T12:00:00Z","data":{"number":"Q-1001","external_id":"quote:7001","status":"approved","total":115.00,"last_modified":"2025-06-01T12:00:00.000Z"}}"#;
+        let Normalized::Changes(changes) = format().normalize(&signed(body, 0, SECRET)).unwrap() else {
+            panic!("expected changes");
+        };
+        let change = &changes[0];
+        assert_eq!(change.record.to_string(), "demo/quote/7001");
+        assert_eq!(change.external_id.as_deref(), Some("Q-1001"));
+        assert_eq!(change.fields[&FieldName::new("total")], Wire::Number("115.00".into()));
+        assert_eq!(change.fields[&FieldName::new("status")], Wire::Text("approved".into()));
+        assert!(!change.fields.contains_key(&FieldName::new("last_modified")));
+    }
+
+    #[test]
+    fn erp_made_shipment_is_keyed_by_number() {
+        let body = br#"{"id":"evt-3","type":"shipment.created","occurred_at":"2025-06-01T12:00:00Z","data":{"number":"SH-1001","external_id":null,"order":"5001","sales_order":"SO-1001","status":"shipped"}}"#;
+        let Normalized::Changes(changes) = format().normalize(&signed(body, 0, SECRET)).unwrap() else {
+            panic!("expected changes");
+        };
+        assert_eq!(changes[0].record.to_string(), "demo/shipment/SH-1001");
+        assert_eq!(changes[0].fields[&FieldName::new("order")], Wire::Text("5001".into()));
+        assert!(!changes[0].fields.contains_key(&FieldName::new("sales_order")));
     }
 }

@@ -14,15 +14,19 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 
-use super::model::{external_id, parse_object, FieldError, ItemEdit, OrderEdit};
+use super::model::{external_id, parse_object, FieldError, ItemEdit, OrderEdit, RawObject, Store};
 use super::throttle::retry_after_secs;
+use super::webhooks::erp_document_json;
 use super::Shared;
+use crate::documents::{Document, DocumentChange, DocumentKind};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/v1/items/{number}", get(get_item).patch(patch_item))
         .route("/api/v1/sales-orders", post(upsert_order))
         .route("/api/v1/sales-orders/{number}", get(get_order).patch(patch_order))
+        .route("/api/v1/{collection}", post(upsert_document))
+        .route("/api/v1/{collection}/{number}", get(get_document).patch(patch_document))
         .route("/_sandbox/state", get(state))
         .with_state(shared)
 }
@@ -182,6 +186,10 @@ async fn upsert_order(State(shared): State<Arc<Shared>>, headers: HeaderMap, bod
     };
 
     let mut store = shared.lock_store();
+    let customer = edit.customer.clone().flatten();
+    if let Err(field_error) = store.check_references(customer.as_deref(), None) {
+        return invalid(&field_error);
+    }
     shared.api_writes.fetch_add(1, Ordering::SeqCst);
     let now = Utc::now();
     if let Some(number) = store
@@ -253,6 +261,17 @@ async fn patch_order(
         Ok(edit) => edit,
         Err(field_error) => return invalid(&field_error),
     };
+    let customer = edit.customer.clone().flatten();
+    if let Err(field_error) = store.check_references(customer.as_deref(), None) {
+        return invalid(&field_error);
+    }
+    let Some(order) = store.orders.get_mut(&number) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("sales order {number} not found"),
+        );
+    };
 
     shared.api_writes.fetch_add(1, Ordering::SeqCst);
     let now = Utc::now();
@@ -264,18 +283,176 @@ async fn patch_order(
     record_response(StatusCode::OK, &*order, Some(order.version))
 }
 
+/// Returns the document kind an API collection holds, such as `quotes`.
+fn collection_kind(collection: &str) -> Option<DocumentKind> {
+    match collection {
+        "customers" => Some(DocumentKind::Customer),
+        "quotes" => Some(DocumentKind::Quote),
+        "shipments" => Some(DocumentKind::Shipment),
+        "returns" => Some(DocumentKind::Return),
+        _ => None,
+    }
+}
+
+fn unknown_collection(collection: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no collection {collection}; expected customers, quotes, shipments or returns"),
+    )
+}
+
+/// Reads a document body: a JSON object whose members are kept as JSON text, without the
+/// read-only `number`, `last_modified` and `version`.
+fn document_members(body: &[u8]) -> Result<RawObject, FieldError> {
+    let object = parse_object(body)?;
+    if let Some(name) = ["number", "last_modified", "version"]
+        .into_iter()
+        .find(|name| object.contains_key(*name))
+    {
+        return Err(FieldError {
+            field: name.to_owned(),
+            message: "is read-only".to_owned(),
+        });
+    }
+    Ok(object)
+}
+
+/// Checks the customer and order a document names, as the ERP would before storing it.
+fn check_document(store: &Store, members: &RawObject) -> Result<(), FieldError> {
+    let text = |name: &str| {
+        members
+            .get(name)
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+    };
+    store.check_references(text("customer").as_deref(), text("order").as_deref())
+}
+
+async fn upsert_document(
+    State(shared): State<Arc<Shared>>,
+    Path(collection): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(response) = rejection(&shared, &headers) {
+        return response;
+    }
+    let Some(kind) = collection_kind(&collection) else {
+        return unknown_collection(&collection);
+    };
+    let parsed = document_members(&body).and_then(|mut members| {
+        let external_id = members.remove("external_id").ok_or_else(|| FieldError {
+            field: "external_id".to_owned(),
+            message: "is required".to_owned(),
+        })?;
+        let external_id: String = serde_json::from_str(external_id.get()).map_err(|_| FieldError {
+            field: "external_id".to_owned(),
+            message: "expected a string".to_owned(),
+        })?;
+        Ok((external_id, members))
+    });
+    let (external_id, members) = match parsed {
+        Ok(parsed) => parsed,
+        Err(field_error) => return invalid(&field_error),
+    };
+
+    let mut store = shared.lock_store();
+    if let Err(field_error) = check_document(&store, &members) {
+        return invalid(&field_error);
+    }
+    shared.api_writes.fetch_add(1, Ordering::SeqCst);
+    let number = store.next_document_number(kind);
+    let (document, change) = store
+        .documents
+        .upsert(kind, Some(external_id), members, Utc::now(), || number);
+    shared.emit_document(&document, change);
+    let status = if change == DocumentChange::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    document_response(status, &document)
+}
+
+async fn get_document(
+    State(shared): State<Arc<Shared>>,
+    Path((collection, number)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(response) = rejection(&shared, &headers) {
+        return response;
+    }
+    let Some(kind) = collection_kind(&collection) else {
+        return unknown_collection(&collection);
+    };
+    match shared.lock_store().documents.get(kind, &number) {
+        Some(document) => document_response(StatusCode::OK, document),
+        None => error(StatusCode::NOT_FOUND, "not_found", format!("{kind} {number} not found")),
+    }
+}
+
+async fn patch_document(
+    State(shared): State<Arc<Shared>>,
+    Path((collection, number)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(response) = rejection(&shared, &headers) {
+        return response;
+    }
+    let Some(kind) = collection_kind(&collection) else {
+        return unknown_collection(&collection);
+    };
+    let members = match document_members(&body) {
+        Ok(members) => members,
+        Err(field_error) => return invalid(&field_error),
+    };
+    let mut store = shared.lock_store();
+    if let Err(field_error) = check_document(&store, &members) {
+        return invalid(&field_error);
+    }
+    let Some((document, change)) = store.documents.patch(kind, &number, members, Utc::now()) else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("{kind} {number} not found"));
+    };
+    shared.api_writes.fetch_add(1, Ordering::SeqCst);
+    shared.emit_document(&document, change);
+    document_response(StatusCode::OK, &document)
+}
+
+fn document_response(status: StatusCode, document: &Document) -> Response {
+    let mut response = (status, erp_document_json(document)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 async fn state(State(shared): State<Arc<Shared>>) -> Response {
     #[derive(Serialize)]
     struct SandboxState<'a> {
         items: Vec<&'a super::Item>,
         sales_orders: Vec<&'a super::SalesOrder>,
+        documents: Vec<Box<serde_json::value::RawValue>>,
         api_write_count: u64,
         webhook_deliveries: usize,
     }
     let store = shared.lock_store();
+    let kinds = [
+        DocumentKind::Customer,
+        DocumentKind::Quote,
+        DocumentKind::Shipment,
+        DocumentKind::Return,
+    ];
+    let documents = kinds
+        .into_iter()
+        .flat_map(|kind| store.documents.all(kind))
+        .filter_map(|document| String::from_utf8(erp_document_json(&document)).ok())
+        .filter_map(|json| serde_json::value::RawValue::from_string(json).ok())
+        .collect();
     let state = SandboxState {
         items: store.items.values().collect(),
         sales_orders: store.orders.values().collect(),
+        documents,
         api_write_count: shared.api_writes.load(Ordering::SeqCst),
         webhook_deliveries: shared.dispatcher.delivery_count(),
     };

@@ -15,10 +15,19 @@
 //!   `GET` and `PATCH /api/v1/sales-orders/{number}` like items. `total` must be a JSON number;
 //!   line `unit_price` may also be a decimal string. Besides the documented order fields, an
 //!   order has an optional `reference` (the customer's own order number).
+//! - Customers, quotes, shipments and returns: `POST /api/v1/{customers,quotes,shipments,returns}`
+//!   upserts by `external_id`, and `GET` and `PATCH /api/v1/<collection>/{number}` read and
+//!   change one, with members kept as the JSON text they were sent in. A quote, return or sales
+//!   order whose `customer` names no customer created with external id `customer:<value>`, or a
+//!   return whose `order` names no sales order `order:<value>`, is rejected with 422. Sales
+//!   orders also carry `customer`, `quote` and `status`. Handle methods play the ERP's people:
+//!   [`ErpHandle::price_and_approve_quote`], [`ErpHandle::fulfil_order`] and
+//!   [`ErpHandle::edit_document_as_user`].
 //! - A request token bucket answered with HTTP 429 and `Retry-After` in whole seconds, and
 //!   forced 429s for tests.
 //! - A webhook for every change, through the API or a simulated user: `item.created`,
-//!   `item.updated`, `sales_order.created`, `sales_order.updated`, in fieldsync's signed-JSON
+//!   `item.updated`, `sales_order.created`, `sales_order.updated`, `<kind>.created` and
+//!   `<kind>.updated` for customers, quotes, shipments and returns, in fieldsync's signed-JSON
 //!   format (see the `webhooks` module), retried with backoff under the same event id. The
 //!   timestamp and signature are computed again for each attempt.
 //!
@@ -39,6 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde::Serialize;
 
 pub use model::{CustomerPrice, Item, ItemEdit, OrderEdit, OrderLine, SalesOrder};
@@ -49,7 +59,9 @@ use crate::error::SandboxError;
 use crate::server::RunningServer;
 use model::Store;
 use throttle::TokenBucket;
-use webhooks::{erp_event, FieldsyncSigner};
+use webhooks::{document_event, erp_event, FieldsyncSigner};
+
+use crate::documents::{json_member, text_member, Document, DocumentChange, DocumentKind};
 
 /// Settings of an ERP sandbox. Secrets are redacted from `Debug` output.
 #[derive(Clone)]
@@ -163,6 +175,19 @@ impl Shared {
             None => tracing::error!(sandbox = "erp", event_type, "failed to serialize a webhook event"),
         }
     }
+
+    /// Sends `<kind>.created` or `<kind>.updated` for a document a write created or changed.
+    fn emit_document(&self, document: &Document, change: DocumentChange) {
+        let created = match change {
+            DocumentChange::Created => true,
+            DocumentChange::Updated => false,
+            DocumentChange::Unchanged => return,
+        };
+        match document_event(document, created, document.updated_at) {
+            Some(event) => self.dispatcher.send(event),
+            None => tracing::error!(sandbox = "erp", kind = %document.kind, "failed to serialize a webhook event"),
+        }
+    }
 }
 
 /// A running ERP sandbox. Dropping it stops the server without waiting;
@@ -229,6 +254,102 @@ impl ErpHandle {
             self.shared.emit("sales_order.updated", &*order, now);
         }
         Ok(order.clone())
+    }
+
+    /// Changes members of a document as a person in the ERP would, and sends `<kind>.updated`
+    /// if a value changed. Members are JSON text, such as `"\"approved\""` or `115.00`.
+    pub fn edit_document_as_user(
+        &self,
+        kind: DocumentKind,
+        number: &str,
+        members: &[(&str, &str)],
+    ) -> Result<Document, SandboxError> {
+        let members = members
+            .iter()
+            .map(|(name, json)| ((*name).to_owned(), json_member(json)))
+            .collect();
+        let mut store = self.shared.lock_store();
+        let (document, change) = store
+            .documents
+            .patch(kind, number, members, Utc::now())
+            .ok_or_else(|| SandboxError::NotFound {
+                kind: kind.as_str(),
+                id: number.to_owned(),
+            })?;
+        self.shared.emit_document(&document, change);
+        Ok(document)
+    }
+
+    /// Prices a requested quote and approves it, as sales does by hand: sets `total` and the
+    /// status `approved`, and sends `quote.updated`.
+    pub fn price_and_approve_quote(&self, number: &str, total: Decimal) -> Result<Document, SandboxError> {
+        let total = total.to_string();
+        self.edit_document_as_user(
+            DocumentKind::Quote,
+            number,
+            &[("total", total.as_str()), ("status", "\"approved\"")],
+        )
+    }
+
+    /// Fulfils a sales order as the warehouse does: sets its status `fulfilled` (sending
+    /// `sales_order.updated`) and creates a shipment in status `shipped` that names the order
+    /// by the storefront's key (sending `shipment.created`). Returns the shipment.
+    pub fn fulfil_order(&self, number: &str, carrier: &str, tracking: &str) -> Result<Document, SandboxError> {
+        let mut store = self.shared.lock_store();
+        let now = Utc::now();
+        let order = store.orders.get_mut(number).ok_or_else(|| SandboxError::NotFound {
+            kind: "sales order",
+            id: number.to_owned(),
+        })?;
+
+        if order.status.as_deref() != Some("fulfilled") {
+            order.status = Some("fulfilled".to_owned());
+            order.version += 1;
+            order.last_modified = now;
+            self.shared.emit("sales_order.updated", &*order, now);
+        }
+
+        let order_key = order
+            .external_id
+            .strip_prefix("order:")
+            .unwrap_or(&order.external_id)
+            .to_owned();
+        let members = [
+            ("order", text_member(&order_key)),
+            ("sales_order", text_member(number)),
+            ("carrier", text_member(carrier)),
+            ("tracking", text_member(tracking)),
+            ("status", text_member("shipped")),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+
+        let shipment_number = store.next_document_number(DocumentKind::Shipment);
+        let (shipment, change) = store
+            .documents
+            .upsert(DocumentKind::Shipment, None, members, now, || shipment_number);
+        self.shared.emit_document(&shipment, change);
+        Ok(shipment)
+    }
+
+    /// Returns a snapshot of a document by its ERP number.
+    pub fn document(&self, kind: DocumentKind, number: &str) -> Option<Document> {
+        self.shared.lock_store().documents.get(kind, number).cloned()
+    }
+
+    /// Returns a snapshot of the document created with `external_id`.
+    pub fn document_by_external_id(&self, kind: DocumentKind, external_id: &str) -> Option<Document> {
+        self.shared
+            .lock_store()
+            .documents
+            .by_external_id(kind, external_id)
+            .cloned()
+    }
+
+    /// Returns a snapshot of every document of a kind, by number.
+    pub fn documents(&self, kind: DocumentKind) -> Vec<Document> {
+        self.shared.lock_store().documents.all(kind)
     }
 
     /// Returns a snapshot of the item `number`.

@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::documents::{DocumentKind, Documents};
 use crate::json_text::{parse_decimal_lenient, parse_decimal_number, serialize_decimal_number};
 
 /// An item (product) of the ERP. Money is written to JSON as numbers with exact digits.
@@ -52,6 +53,12 @@ pub struct SalesOrder {
     pub financial_status: Option<String>,
     pub note: Option<String>,
     pub lines: Vec<OrderLine>,
+    /// The customer's external id without its `customer:` prefix (fieldsync's record key).
+    pub customer: Option<String>,
+    /// The quote the order came from, as the storefront names it.
+    pub quote: Option<String>,
+    /// `placed` or `fulfilled`.
+    pub status: Option<String>,
     #[serde(serialize_with = "serialize_time")]
     pub last_modified: DateTime<Utc>,
     pub version: u64,
@@ -93,6 +100,9 @@ pub struct OrderEdit {
     pub financial_status: Option<Option<String>>,
     pub note: Option<Option<String>>,
     pub lines: Option<Vec<OrderLine>>,
+    pub customer: Option<Option<String>>,
+    pub quote: Option<Option<String>>,
+    pub status: Option<Option<String>>,
 }
 
 /// A request body field that is unknown, read-only or of the wrong type (HTTP 422).
@@ -242,6 +252,9 @@ impl OrderEdit {
                 "financial_status" => edit.financial_status = Some(nullable_text(name, raw)?),
                 "note" => edit.note = Some(nullable_text(name, raw)?),
                 "lines" => edit.lines = Some(order_lines(raw)?),
+                "customer" => edit.customer = Some(nullable_text(name, raw)?),
+                "quote" => edit.quote = Some(nullable_text(name, raw)?),
+                "status" => edit.status = Some(nullable_text(name, raw)?),
                 "number" | "external_id" | "last_modified" | "version" => {
                     return Err(field_error(name, "is read-only"))
                 }
@@ -272,6 +285,15 @@ impl OrderEdit {
         if let Some(lines) = self.lines {
             order.lines = lines;
         }
+        if let Some(customer) = self.customer {
+            order.customer = customer;
+        }
+        if let Some(quote) = self.quote {
+            order.quote = quote;
+        }
+        if let Some(status) = self.status {
+            order.status = status;
+        }
         *order != before
     }
 }
@@ -288,11 +310,12 @@ pub(crate) fn external_id(body: &RawObject) -> Result<String, FieldError> {
     Ok(external_id)
 }
 
-/// All items and sales orders of the ERP.
+/// All items, sales orders and other documents of the ERP.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     pub(crate) items: BTreeMap<String, Item>,
     pub(crate) orders: BTreeMap<String, SalesOrder>,
+    pub(crate) documents: Documents,
     next_item: u32,
     next_order: u32,
 }
@@ -337,6 +360,9 @@ impl Store {
             financial_status: None,
             note: None,
             lines: Vec::new(),
+            customer: None,
+            quote: None,
+            status: None,
             last_modified: now,
             version: 1,
         }
@@ -344,6 +370,40 @@ impl Store {
 
     pub(crate) fn order_by_external_id(&self, external_id: &str) -> Option<&SalesOrder> {
         self.orders.values().find(|order| order.external_id == external_id)
+    }
+
+    /// Returns the next number of a document kind: `CUST-1001`, `Q-1001`, `SH-1001`, `RMA-1001`.
+    pub(crate) fn next_document_number(&self, kind: DocumentKind) -> String {
+        let prefix = match kind {
+            DocumentKind::Customer => "CUST",
+            DocumentKind::Quote => "Q",
+            DocumentKind::Order => "SO",
+            DocumentKind::Shipment => "SH",
+            DocumentKind::Return => "RMA",
+        };
+        format!("{prefix}-{}", 1001 + self.documents.count(kind))
+    }
+
+    /// Checks the records a document or order names, as the ERP's own validation would: its
+    /// `customer` must be a customer created with external id `customer:<value>`, and a
+    /// return's `order` a sales order with external id `order:<value>`.
+    pub(crate) fn check_references(&self, customer: Option<&str>, order: Option<&str>) -> Result<(), FieldError> {
+        if let Some(customer) = customer {
+            let external_id = format!("customer:{customer}");
+            if self
+                .documents
+                .by_external_id(DocumentKind::Customer, &external_id)
+                .is_none()
+            {
+                return Err(field_error("customer", format!("customer {external_id} not found")));
+            }
+        }
+        if let Some(order) = order {
+            if self.order_by_external_id(&format!("order:{order}")).is_none() {
+                return Err(field_error("order", format!("sales order order:{order} not found")));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::delivery::{hmac_sha256_base64, new_uuid, OutgoingEvent, SignHeaders};
+use crate::documents::Document;
 
 #[derive(Serialize)]
 struct Envelope<'a> {
@@ -35,6 +36,22 @@ pub(crate) fn erp_event(event_type: &str, data: &impl Serialize, now: DateTime<U
         triggered_at: now,
         body,
     })
+}
+
+/// Builds the JSON form of an ERP document: `number`, `external_id`, its members and
+/// `last_modified`.
+pub(crate) fn erp_document_json(document: &Document) -> Vec<u8> {
+    let number = crate::documents::json_string(&document.id);
+    let time = document.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true);
+    document.to_json("number", &number, "last_modified", &time)
+}
+
+/// Builds the `<kind>.created` or `<kind>.updated` event of a document.
+pub(crate) fn document_event(document: &Document, created: bool, now: DateTime<Utc>) -> Option<OutgoingEvent> {
+    let data = String::from_utf8(erp_document_json(document)).ok()?;
+    let data = RawValue::from_string(data).ok()?;
+    let action = if created { "created" } else { "updated" };
+    erp_event(&format!("{}.{action}", document.kind), &data, now)
 }
 
 /// Signs each attempt with the shared secret and the attempt's timestamp.

@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::de::IgnoredAny;
@@ -28,6 +28,11 @@ const INVALID_TOKEN: &str = "[API] Invalid API key or access token (unrecognized
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/admin/api/{version}/graphql.json", post(graphql))
+        .route("/admin/api/{version}/{file}", post(super::commerce::create_document))
+        .route(
+            "/admin/api/{version}/{collection}/{file}",
+            put(super::commerce::update_document),
+        )
         .route("/_sandbox/state", get(state))
         .with_state(shared)
 }
@@ -173,6 +178,7 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
     };
     Json(json!({
         "products": products,
+        "documents": super::commerce::state_documents(&shared),
         "api_write_count": shared.api_writes.load(Ordering::SeqCst),
         "webhook_deliveries": shared.dispatcher.delivery_count(),
     }))

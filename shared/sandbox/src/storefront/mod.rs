@@ -31,14 +31,17 @@
 //!   fields are rejected or not supported.
 //! - One location (`gid://shopify/Location/1`) and one quantity: `available` and `on_hand` are the
 //!   same number, because the sandbox has no orders or committed stock.
-//! - Product options, media processing, collections, orders, customers and webhook subscriptions
-//!   through the API are not modelled. Images are plain source URLs.
+//! - Product options, media processing, collections and webhook subscriptions through the API are
+//!   not modelled. Images are plain source URLs. Customers, draft orders (quotes), orders,
+//!   fulfillments and returns have only the REST-shaped API of the `commerce` module, not
+//!   Shopify's GraphQL, and no link to products or inventory.
 //! - Real Shopify reports inventory changes through `inventory_levels/update` and may send
 //!   `products/update` for changes that alter nothing. The sandbox sends `products/update` for
 //!   inventory and metafield changes too, and sends no webhook when a call changes no value.
 //! - SKUs are not unique, as in Shopify; lookups by SKU return the first match.
 
 mod api;
+mod commerce;
 mod graphql;
 mod inputs;
 mod model;

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
+use crate::documents::Documents;
+
 /// The only inventory location of the sandbox shop.
 pub const LOCATION_GID: &str = "gid://shopify/Location/1";
 
@@ -173,6 +175,8 @@ pub(crate) enum ChangeKind {
 #[derive(Debug)]
 pub(crate) struct Store {
     products: BTreeMap<u64, Product>,
+    /// Customers, quotes, orders, fulfillments and returns, by their numeric ids as text.
+    pub(crate) documents: Documents,
     next_id: u64,
 }
 
@@ -180,6 +184,7 @@ impl Store {
     pub(crate) fn new() -> Self {
         Self {
             products: BTreeMap::new(),
+            documents: Documents::default(),
             next_id: FIRST_ID,
         }
     }
