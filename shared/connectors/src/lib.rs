@@ -17,6 +17,7 @@ mod documents;
 mod http;
 mod json;
 
+pub mod business_central;
 pub mod erp;
 pub mod storefront;
 

@@ -6,14 +6,15 @@
 //! | `FIELDSYNC_INTEGRATION` | all, deployed | the stack's integration name, checked against the rules |
 //! | `FIELDSYNC_RULES_FILE` | all, local | path of the rules file when no parameter is named (default `rules.toml`) |
 //! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
-//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify` or `signed-json` |
-//! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets; two during a rotation |
+//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify`, `signed-json` or `business-central` |
+//! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets (Business Central: clientState values); two during a rotation |
 //! | `FIELDSYNC_SIGNATURE_TOLERANCE_SECS` | receivers | accepted clock skew of signed timestamps (default 300) |
 //! | `FIELDSYNC_QUEUE_URL` | receivers, CLI | the SQS FIFO queue |
 //! | `FIELDSYNC_DEAD_LETTER_QUEUE_URL` | CLI | its dead-letter queue |
 //! | `FIELDSYNC_TABLE_NAME` | reconciler | the DynamoDB table |
-//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify` or `erp-rest` |
+//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify`, `erp-rest` or `business-central` |
 //! | `FIELDSYNC_<SYSTEM>_BASE_URL`, `FIELDSYNC_<SYSTEM>_TOKEN` | reconciler | API base URL and token per system |
+//! | `FIELDSYNC_<SYSTEM>_COMPANY_ID` | reconciler | Business Central company id |
 //! | `FIELDSYNC_<SYSTEM>_LOCATION_ID` | reconciler | Shopify inventory location (default `gid://shopify/Location/1`) |
 //!
 //! Deployed functions take no secret from the environment: `FIELDSYNC_<NAME>_ARN` names a
@@ -25,8 +26,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Duration;
+use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig};
 use fieldsync_connectors::erp::{ErpClient, ErpClientConfig};
 use fieldsync_connectors::storefront::{ShopifyClient, ShopifyConfig};
+use fieldsync_core::formats::business_central::BusinessCentralFormat;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
 use fieldsync_core::ports::SystemClient;
@@ -144,6 +147,9 @@ fn read_rules_file(env: &dyn Environment) -> Result<Rules, ConfigError> {
 pub enum FormatKind {
     Shopify,
     SignedJson,
+    /// Business Central notifications; the webhook secrets are the subscriptions' clientState
+    /// values.
+    BusinessCentral,
 }
 
 /// The configuration of a webhook receiver function.
@@ -170,8 +176,9 @@ impl ReceiverConfig {
         let format = match env.require("FIELDSYNC_WEBHOOK_FORMAT")?.as_str() {
             "shopify" => FormatKind::Shopify,
             "signed-json" => FormatKind::SignedJson,
+            "business-central" => FormatKind::BusinessCentral,
             other => {
-                let reason = format!("{other:?} is not a format; expected shopify or signed-json");
+                let reason = format!("{other:?} is not a format; expected shopify, signed-json or business-central");
                 return Err(ConfigError::Invalid {
                     variable: "FIELDSYNC_WEBHOOK_FORMAT".into(),
                     reason,
@@ -215,6 +222,11 @@ impl ReceiverConfig {
                 secrets: self.webhook_secrets.clone(),
                 tolerance: Duration::seconds(self.signature_tolerance_secs),
             }),
+            FormatKind::BusinessCentral => Arc::new(BusinessCentralFormat::new(
+                self.integration.clone(),
+                self.system.clone(),
+                self.webhook_secrets.clone(),
+            )),
         }
     }
 }
@@ -224,6 +236,7 @@ impl ReceiverConfig {
 pub enum ConnectorKind {
     Shopify,
     ErpRest,
+    BusinessCentral,
 }
 
 /// The reconciler's connection to one system.
@@ -235,6 +248,10 @@ pub struct Connection {
     pub token: Secret,
     /// The inventory location a Shopify connection writes quantities to, as a global id.
     pub location_id: Option<String>,
+    /// The company a Business Central connection syncs.
+    pub company_id: Option<String>,
+    /// The integration name of the rules, which connectors that read records put on changes.
+    pub integration: String,
 }
 
 impl Connection {
@@ -255,6 +272,19 @@ impl Connection {
             ConnectorKind::ErpRest => {
                 let config = ErpClientConfig::new(self.system.clone(), self.base_url.clone(), self.token.clone());
                 Arc::new(ErpClient::new(config).map_err(error)?)
+            }
+            ConnectorKind::BusinessCentral => {
+                let company_id = self.company_id.clone().ok_or_else(|| ConfigError::Missing {
+                    variable: format!("{}_COMPANY_ID", variable_prefix(&self.system)),
+                })?;
+                let config = BusinessCentralConfig::new(
+                    self.system.clone(),
+                    self.integration.clone(),
+                    self.base_url.clone(),
+                    company_id,
+                    self.token.clone(),
+                );
+                Arc::new(BusinessCentralClient::new(config).map_err(error)?)
             }
         })
     }
@@ -284,25 +314,34 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
         let connector = match connector.trim() {
             "shopify" => ConnectorKind::Shopify,
             "erp-rest" => ConnectorKind::ErpRest,
+            "business-central" => ConnectorKind::BusinessCentral,
             other => {
                 return Err(invalid(format!(
-                    "{other:?} is not a connector; expected shopify or erp-rest"
+                    "{other:?} is not a connector; expected shopify, erp-rest or business-central"
                 )))
             }
         };
-        let prefix = format!("FIELDSYNC_{}", system.as_str().to_ascii_uppercase().replace('-', "_"));
+        let prefix = variable_prefix(&system);
         let base_url = env.require(&format!("{prefix}_BASE_URL"))?;
         let token = Secret::new(env.require(&format!("{prefix}_TOKEN"))?);
         let location_id = env.get(&format!("{prefix}_LOCATION_ID"));
+        let company_id = env.get(&format!("{prefix}_COMPANY_ID"));
         connections.push(Connection {
             system,
             connector,
             base_url,
             token,
             location_id,
+            company_id,
+            integration: rules.integration.clone(),
         });
     }
     Ok(connections)
+}
+
+/// Returns the prefix of a system's variables: `FIELDSYNC_` and its name in capitals.
+fn variable_prefix(system: &SystemId) -> String {
+    format!("FIELDSYNC_{}", system.as_str().to_ascii_uppercase().replace('-', "_"))
 }
 
 #[cfg(test)]

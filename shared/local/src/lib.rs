@@ -156,6 +156,8 @@ impl LocalStack {
                 base_url,
                 token: Secret::new(token),
                 location_id: None,
+                company_id: None,
+                integration: rules.integration.clone(),
             };
             systems.insert(system, connection.client()?);
         }

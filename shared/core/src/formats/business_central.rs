@@ -84,7 +84,9 @@ fn entries(body: &[u8]) -> Result<Vec<Wire>, Rejection> {
 /// Splits a resource path such as `api/v2.0/companies(…)/items(…)` into its last collection name
 /// and the record id in its parentheses, if any.
 fn last_segment(resource: &str) -> Option<(&str, Option<&str>)> {
-    let segment = resource.trim_end_matches('/').rsplit('/').next()?;
+    // A collection notice names the collection with a filter: `…/items?$filter=…`.
+    let path = resource.split_once('?').map_or(resource, |(path, _)| path);
+    let segment = path.trim_end_matches('/').rsplit('/').next()?;
     match segment.split_once('(') {
         Some((name, rest)) => Some((name, rest.strip_suffix(')'))),
         None => Some((segment, None)),

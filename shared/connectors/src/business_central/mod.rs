@@ -1,0 +1,393 @@
+//! Reads and writes Business Central items through API v2.0.
+//!
+//! Business Central's notifications are thin, so [`BusinessCentralClient::fetch`] reads what a
+//! notice names: one item (`GET …/items(<id>)`), or, for a `collection` notice, the items changed
+//! since shortly before the notice (`$filter=lastModifiedDateTime gt …`), following
+//! `@odata.nextLink` pages. A deleted item is not read. Each item becomes a change set keyed by
+//! its `number`, with `displayName` as `name`, `unitPrice` as `price`, `inventory` and
+//! `displayName2` as `meta_title`, and the item's `lastModifiedDateTime` as its time.
+//!
+//! Writes read the item for its `@odata.etag` and send the PATCH with `If-Match`. A 412 means a
+//! user changed the item in between: the client reads it again and retries, up to
+//! [`BusinessCentralConfig::max_conflict_attempts`] times, which is safe because writes carry
+//! absolute values, and the user's change arrives as its own notification to be decided. A
+//! create posts the item with its number, and a create retried after a lost response finds the
+//! item by number instead of failing on the duplicate.
+//!
+//! Requests stay within the documented limits (see [`budget`]) and a 429 becomes
+//! [`SystemError::RateLimited`] with the server's `Retry-After`.
+
+mod budget;
+mod subscriptions;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use fieldsync_core::ingest::parse_offset_time;
+use fieldsync_core::ports::{SystemClient, SystemError, WriteReceipt};
+use fieldsync_core::{ChangeSet, FieldName, FieldValue, Notice, NoticeKind, OutboundWrite, RecordKey, SystemId, Wire};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, IF_MATCH};
+use reqwest::{Method, StatusCode};
+use serde_json::value::RawValue;
+
+pub use budget::BudgetConfig;
+pub use subscriptions::{Ensured, Subscription};
+
+use crate::http::{build_client, rejected, status_error, unavailable, ConnectorError, UnexpectedResponse};
+use crate::json::{decimal_number, string};
+use budget::RequestBudget;
+use fieldsync_core::Secret;
+
+/// Settings of a [`BusinessCentralClient`].
+#[derive(Debug, Clone)]
+pub struct BusinessCentralConfig {
+    /// The system name used in errors and change sets, as in the rules file.
+    pub system: SystemId,
+    /// The integration name change sets carry.
+    pub integration: String,
+    /// The environment's API root, `https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>`.
+    pub base_url: String,
+    /// The company whose items are synced.
+    pub company_id: String,
+    /// An OAuth access token for the API.
+    pub access_token: Secret,
+    /// Item writes attempted per call when the item keeps changing (HTTP 412).
+    pub max_conflict_attempts: u32,
+    /// How far before a `collection` notice's time the read of changed items starts, because
+    /// the notice's time is that of the batch and not of its oldest change.
+    pub collection_lookback: chrono::Duration,
+    pub budget: BudgetConfig,
+    pub request_timeout: Duration,
+}
+
+impl BusinessCentralConfig {
+    /// Builds a configuration with 3 conflict attempts, a 1 hour collection look-back, the
+    /// documented request limits and a 10 s request timeout.
+    pub fn new(
+        system: impl Into<SystemId>,
+        integration: impl Into<String>,
+        base_url: impl Into<String>,
+        company_id: impl Into<String>,
+        access_token: Secret,
+    ) -> Self {
+        Self {
+            system: system.into(),
+            integration: integration.into(),
+            base_url: base_url.into(),
+            company_id: company_id.into(),
+            access_token,
+            max_conflict_attempts: 3,
+            collection_lookback: chrono::Duration::hours(1),
+            budget: BudgetConfig::default(),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A Business Central API v2.0 client for items.
+#[derive(Debug, Clone)]
+pub struct BusinessCentralClient {
+    config: BusinessCentralConfig,
+    base: reqwest::Url,
+    http: reqwest::Client,
+    budget: RequestBudget,
+}
+
+/// A successful or 404 response, read in full.
+struct Reply {
+    status: StatusCode,
+    body: Vec<u8>,
+}
+
+impl BusinessCentralClient {
+    /// Builds a client. Fails if the base URL is not an absolute http(s) URL.
+    pub fn new(config: BusinessCentralConfig) -> Result<Self, ConnectorError> {
+        let root = format!("{}/", config.base_url.trim_end_matches('/'));
+        let (base, http) = build_client(&root, config.request_timeout)?;
+        let budget = RequestBudget::new(config.budget);
+        Ok(Self {
+            config,
+            base,
+            http,
+            budget,
+        })
+    }
+
+    fn system(&self) -> &SystemId {
+        &self.config.system
+    }
+
+    /// Returns the company's items collection path, relative to the API root.
+    fn items_path(&self) -> String {
+        format!("api/v2.0/companies({})/items", self.config.company_id)
+    }
+
+    fn url(&self, relative: &str) -> Result<reqwest::Url, SystemError> {
+        self.base
+            .join(relative.trim_start_matches('/'))
+            .map_err(|error| unavailable(self.system(), UnexpectedResponse(format!("bad resource path: {error}"))))
+    }
+
+    /// Sends one request within the budget and reads the whole response.
+    async fn send(
+        &self,
+        record: &RecordKey,
+        method: Method,
+        url: reqwest::Url,
+        if_match: Option<&str>,
+        body: Option<String>,
+    ) -> Result<Reply, SystemError> {
+        let _permit = self
+            .budget
+            .try_start(Instant::now())
+            .map_err(|wait| SystemError::RateLimited {
+                system: self.system().clone(),
+                retry_after: Some(wait),
+            })?;
+        let mut request = self
+            .http
+            .request(method, url)
+            .header(AUTHORIZATION, format!("Bearer {}", self.config.access_token.expose()));
+        if let Some(etag) = if_match {
+            request = request.header(IF_MATCH, etag);
+        }
+        if let Some(body) = body {
+            request = request.header(CONTENT_TYPE, "application/json").body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| unavailable(self.system(), error))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| unavailable(self.system(), error))?
+            .to_vec();
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(Reply { status, body });
+        }
+        let message = error_message(&body);
+        Err(status_error(self.system(), record, status, &headers, message))
+    }
+
+    /// Reads one item, or `None` when it does not exist.
+    async fn get_item(&self, record: &RecordKey, url: reqwest::Url) -> Result<Option<Wire>, SystemError> {
+        let reply = self.send(record, Method::GET, url, None, None).await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        parse(self.system(), &reply.body).map(Some)
+    }
+
+    /// Finds an item by number.
+    async fn find_item(&self, record: &RecordKey, number: &str) -> Result<Option<Wire>, SystemError> {
+        let mut url = self.url(&self.items_path())?;
+        let literal = number.replace('\'', "''");
+        url.query_pairs_mut()
+            .append_pair("$filter", &format!("number eq '{literal}'"));
+        let reply = self.send(record, Method::GET, url, None, None).await?;
+        let page = parse(self.system(), &reply.body)?;
+        Ok(page.get("value").and_then(|items| items.items().first().cloned()))
+    }
+
+    /// Reads every item the collection filter returns, page by page.
+    async fn list_items(&self, notice: &Notice, since: DateTime<Utc>) -> Result<Vec<Wire>, SystemError> {
+        let placeholder = RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), "collection");
+        let mut url = self.url(&notice.resource)?;
+        // Business Central names the collection with its own filter, starting just before the
+        // earliest change; a catch-up notice names the bare collection.
+        if url.query().is_none() {
+            url.query_pairs_mut().append_pair(
+                "$filter",
+                &format!("lastModifiedDateTime gt {}", since.format("%Y-%m-%dT%H:%M:%S%.3fZ")),
+            );
+        }
+        let mut items = Vec::new();
+        loop {
+            let reply = self.send(&placeholder, Method::GET, url, None, None).await?;
+            let page = parse(self.system(), &reply.body)?;
+            if let Some(value) = page.get("value") {
+                items.extend(value.items().iter().cloned());
+            }
+            match page.get("@odata.nextLink").and_then(Wire::as_text) {
+                Some(next) => {
+                    url = reqwest::Url::parse(next).map_err(|error| {
+                        unavailable(self.system(), UnexpectedResponse(format!("bad nextLink: {error}")))
+                    })?;
+                }
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// Turns an item into the change set of its record.
+    fn change(&self, notice: &Notice, item: &Wire) -> Option<ChangeSet> {
+        let number = item.get("number").and_then(Wire::as_key)?;
+        let mut fields = BTreeMap::new();
+        for (member, field) in ITEM_FIELDS {
+            if let Some(value) = item.get(member) {
+                fields.insert(FieldName::new(*field), value.clone());
+            }
+        }
+        let occurred_at = item
+            .get("lastModifiedDateTime")
+            .and_then(Wire::as_text)
+            .and_then(parse_offset_time)
+            .unwrap_or(notice.occurred_at);
+        Some(ChangeSet {
+            record: RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), number),
+            source: self.system().clone(),
+            event_id: notice.event_id.clone(),
+            occurred_at,
+            received_at: notice.received_at,
+            external_id: item.get("id").and_then(Wire::as_key),
+            fields,
+        })
+    }
+
+    async fn write_item(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
+        let record = &write.record;
+        let body = item_body(self.system(), write)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let existing = match &write.target_id {
+                Some(id) => {
+                    self.get_item(record, self.url(&format!("{}({id})", self.items_path()))?)
+                        .await?
+                }
+                None => self.find_item(record, &record.key).await?,
+            };
+            let Some(item) = existing else {
+                return self.create_item(write, &body).await;
+            };
+            let id = item
+                .get("id")
+                .and_then(Wire::as_key)
+                .ok_or_else(|| unavailable(self.system(), UnexpectedResponse("item without id".into())))?;
+            let etag = item
+                .get("@odata.etag")
+                .and_then(Wire::as_text)
+                .unwrap_or("*")
+                .to_owned();
+            let url = self.url(&format!("{}({id})", self.items_path()))?;
+            match self
+                .send(record, Method::PATCH, url, Some(&etag), Some(render(&body)))
+                .await
+            {
+                Ok(reply) if reply.status == StatusCode::NOT_FOUND => {
+                    return Err(rejected(self.system(), record, format!("item {id} not found")))
+                }
+                Ok(_) => return Ok(WriteReceipt { target_id: Some(id) }),
+                Err(SystemError::Conflict { .. }) if attempt < self.config.max_conflict_attempts => {
+                    tracing::debug!(record = %record, attempt, "item changed since it was read; reading again");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn create_item(
+        &self,
+        write: &OutboundWrite,
+        body: &BTreeMap<&'static str, Box<RawValue>>,
+    ) -> Result<WriteReceipt, SystemError> {
+        let mut body = body.clone();
+        body.insert("number", string(&write.record.key));
+        let url = self.url(&self.items_path())?;
+        let reply = self
+            .send(&write.record, Method::POST, url, None, Some(render(&body)))
+            .await?;
+        let item = parse(self.system(), &reply.body)?;
+        Ok(WriteReceipt {
+            target_id: item.get("id").and_then(Wire::as_key),
+        })
+    }
+}
+
+/// Item members read into canonical fields.
+const ITEM_FIELDS: &[(&str, &str)] = &[
+    ("displayName", "name"),
+    ("unitPrice", "price"),
+    ("inventory", "inventory"),
+    ("displayName2", "meta_title"),
+];
+
+/// Builds an item PATCH or POST body. `inventory` is read-only in the API: stock changes through
+/// item journals, which fieldsync does not post.
+fn item_body(system: &SystemId, write: &OutboundWrite) -> Result<BTreeMap<&'static str, Box<RawValue>>, SystemError> {
+    let mut body = BTreeMap::new();
+    for (name, value) in &write.fields {
+        let (member, json) = match (name.as_str(), value) {
+            ("name", FieldValue::Text(text)) => ("displayName", string(text)),
+            ("price", FieldValue::Money(amount)) => ("unitPrice", decimal_number(amount)),
+            ("meta_title", FieldValue::Text(text)) => ("displayName2", string(text)),
+            (other, _) => {
+                return Err(rejected(
+                    system,
+                    &write.record,
+                    format!("field {other} cannot be written to a Business Central item"),
+                ))
+            }
+        };
+        body.insert(member, json);
+    }
+    Ok(body)
+}
+
+fn render(body: &BTreeMap<&'static str, Box<RawValue>>) -> String {
+    let members: Vec<String> = body
+        .iter()
+        .map(|(name, value)| format!("{}:{}", string(name).get(), value.get()))
+        .collect();
+    format!("{{{}}}", members.join(","))
+}
+
+fn parse(system: &SystemId, body: &[u8]) -> Result<Wire, SystemError> {
+    Wire::parse(body).map_err(|error| unavailable(system, UnexpectedResponse(format!("body is not JSON: {error}"))))
+}
+
+/// Reads the message of an OData error body, `{"error":{"code":…,"message":…}}`.
+fn error_message(body: &[u8]) -> Option<String> {
+    let wire = Wire::parse(body).ok()?;
+    let error = wire.get("error")?;
+    let code = error.get("code").and_then(Wire::as_text).unwrap_or_default();
+    let message = error.get("message").and_then(Wire::as_text).unwrap_or_default();
+    Some(format!("{code}: {message}"))
+}
+
+#[async_trait]
+impl SystemClient for BusinessCentralClient {
+    async fn write(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
+        if write.record.entity.as_str() != "product" {
+            return Err(rejected(
+                self.system(),
+                &write.record,
+                format!("{} records are not synced to Business Central", write.record.entity),
+            ));
+        }
+        self.write_item(write).await
+    }
+
+    async fn fetch(&self, notice: &Notice) -> Result<Vec<ChangeSet>, SystemError> {
+        let items = match notice.kind {
+            NoticeKind::Deleted => return Ok(Vec::new()),
+            NoticeKind::Collection => {
+                let since = notice.occurred_at - self.config.collection_lookback;
+                self.list_items(notice, since).await?
+            }
+            NoticeKind::Created | NoticeKind::Updated => {
+                let placeholder = RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), "?");
+                self.get_item(&placeholder, self.url(&notice.resource)?)
+                    .await?
+                    .into_iter()
+                    .collect()
+            }
+        };
+        Ok(items.iter().filter_map(|item| self.change(notice, item)).collect())
+    }
+}
