@@ -6,6 +6,7 @@
 //! [`ports`], which adapter crates implement.
 
 pub mod change;
+pub mod connector;
 pub mod decide;
 pub mod formats;
 pub mod ids;
@@ -19,6 +20,7 @@ pub mod value;
 pub mod wire;
 
 pub use change::ChangeSet;
+pub use connector::{ConnectorFile, ConnectorFileError};
 pub use decide::{reconcile, Decision, Outcome, Reconciliation};
 pub use ids::{EntityType, FieldName, RecordKey, SystemId};
 pub use ingest::{InboundRequest, Normalized, Rejection, WebhookFormat};
