@@ -5,8 +5,9 @@
 //!
 //! - [`storefront::ShopifyClient`] writes products through Shopify's Admin GraphQL API.
 //! - [`erp::ErpClient`] writes items and sales orders through the ERP's REST API.
+//! - [`generic::GenericClient`] writes through any REST API a connector file describes.
 //!
-//! Both classify failures by HTTP status and error code, never by message text: throttling is
+//! They classify failures by HTTP status and error code, never by message text: throttling is
 //! [`SystemError::RateLimited`](fieldsync_core::ports::SystemError::RateLimited), a lost
 //! conditional write is `Conflict`, a server or network failure is `Unavailable`, and an invalid
 //! write is `Rejected`.
@@ -15,6 +16,7 @@ mod http;
 mod json;
 
 pub mod erp;
+pub mod generic;
 pub mod storefront;
 
 pub use fieldsync_core::Secret;

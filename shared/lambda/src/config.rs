@@ -5,13 +5,14 @@
 //! | `FIELDSYNC_RULES_PARAMETER` | all, deployed | Parameter Store parameter holding the rules file, read at cold start |
 //! | `FIELDSYNC_RULES_FILE` | all, local | path of the rules file when no parameter is named (default `rules.toml`) |
 //! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
-//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify` or `signed-json` |
+//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify`, `signed-json` or `generic` |
+//! | `FIELDSYNC_CONNECTOR_FILE` | receivers, reconciler | the connector file of a `generic` format or connector |
 //! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets; two during a rotation |
 //! | `FIELDSYNC_SIGNATURE_TOLERANCE_SECS` | receivers | accepted clock skew of signed timestamps (default 300) |
 //! | `FIELDSYNC_QUEUE_URL` | receivers, CLI | the SQS FIFO queue |
 //! | `FIELDSYNC_DEAD_LETTER_QUEUE_URL` | CLI | its dead-letter queue |
 //! | `FIELDSYNC_TABLE_NAME` | reconciler | the DynamoDB table |
-//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify` or `erp-rest` |
+//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify`, `erp-rest` or `generic` |
 //! | `FIELDSYNC_<SYSTEM>_BASE_URL`, `FIELDSYNC_<SYSTEM>_TOKEN` | reconciler | API base URL and token per system |
 //! | `FIELDSYNC_<SYSTEM>_LOCATION_ID` | reconciler | Shopify inventory location (default `gid://shopify/Location/1`) |
 //!
@@ -25,11 +26,13 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use fieldsync_connectors::erp::{ErpClient, ErpClientConfig};
+use fieldsync_connectors::generic::{GenericClient, GenericClientConfig};
 use fieldsync_connectors::storefront::{ShopifyClient, ShopifyConfig};
+use fieldsync_core::formats::generic::GenericFormat;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
 use fieldsync_core::ports::SystemClient;
-use fieldsync_core::{Rules, RulesError, Secret, SystemId, WebhookFormat};
+use fieldsync_core::{ConnectorFile, ConnectorFileError, Rules, RulesError, Secret, SystemId, WebhookFormat};
 
 /// Default accepted skew between a signed timestamp and the receive time.
 const DEFAULT_TOLERANCE_SECS: i64 = 300;
@@ -49,6 +52,14 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error("cannot read connector file {path}")]
+    ConnectorFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    ConnectorFile(#[from] ConnectorFileError),
     #[error("cannot build the connector for system {system}")]
     Connector {
         system: SystemId,
@@ -119,11 +130,23 @@ pub fn load_rules(env: &dyn Environment) -> Result<Rules, ConfigError> {
     Ok(Rules::parse(&path.display().to_string(), &text)?)
 }
 
+/// Reads and parses the connector file named by `FIELDSYNC_CONNECTOR_FILE`.
+pub fn load_connector_file(env: &dyn Environment) -> Result<Arc<ConnectorFile>, ConfigError> {
+    let path = PathBuf::from(env.require("FIELDSYNC_CONNECTOR_FILE")?);
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ConnectorFileUnreadable {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Arc::new(ConnectorFile::parse(&path.display().to_string(), &text)?))
+}
+
 /// The webhook format a receiver verifies and reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatKind {
     Shopify,
     SignedJson,
+    /// Described by the connector file.
+    Generic,
 }
 
 /// The configuration of a webhook receiver function.
@@ -134,6 +157,8 @@ pub struct ReceiverConfig {
     pub format: FormatKind,
     pub webhook_secrets: Vec<Secret>,
     pub signature_tolerance_secs: i64,
+    /// The connector file of the `generic` format.
+    pub connector_file: Option<Arc<ConnectorFile>>,
 }
 
 impl ReceiverConfig {
@@ -150,8 +175,9 @@ impl ReceiverConfig {
         let format = match env.require("FIELDSYNC_WEBHOOK_FORMAT")?.as_str() {
             "shopify" => FormatKind::Shopify,
             "signed-json" => FormatKind::SignedJson,
+            "generic" => FormatKind::Generic,
             other => {
-                let reason = format!("{other:?} is not a format; expected shopify or signed-json");
+                let reason = format!("{other:?} is not a format; expected shopify, signed-json or generic");
                 return Err(ConfigError::Invalid {
                     variable: "FIELDSYNC_WEBHOOK_FORMAT".into(),
                     reason,
@@ -172,12 +198,17 @@ impl ReceiverConfig {
                 reason: format!("{text:?} is not a whole number of seconds"),
             })?,
         };
+        let connector_file = match format {
+            FormatKind::Generic => Some(load_connector_file(env)?),
+            FormatKind::Shopify | FormatKind::SignedJson => None,
+        };
         Ok(Self {
             integration: rules.integration.clone(),
             system,
             format,
             webhook_secrets,
             signature_tolerance_secs,
+            connector_file,
         })
     }
 
@@ -195,6 +226,17 @@ impl ReceiverConfig {
                 secrets: self.webhook_secrets.clone(),
                 tolerance: Duration::seconds(self.signature_tolerance_secs),
             }),
+            // `from_env` loads the file for this format; a hand-built config without one gets
+            // a file-less format that maps nothing.
+            FormatKind::Generic => Arc::new(GenericFormat {
+                integration: self.integration.clone(),
+                source: self.system.clone(),
+                secrets: self.webhook_secrets.clone(),
+                connector: self
+                    .connector_file
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(empty_connector())),
+            }),
         }
     }
 }
@@ -204,6 +246,8 @@ impl ReceiverConfig {
 pub enum ConnectorKind {
     Shopify,
     ErpRest,
+    /// A REST API described by the connector file.
+    Generic,
 }
 
 /// The reconciler's connection to one system.
@@ -215,6 +259,8 @@ pub struct Connection {
     pub token: Secret,
     /// The inventory location a Shopify connection writes quantities to, as a global id.
     pub location_id: Option<String>,
+    /// The connector file of a `generic` connection.
+    pub connector_file: Option<Arc<ConnectorFile>>,
 }
 
 impl Connection {
@@ -235,6 +281,18 @@ impl Connection {
             ConnectorKind::ErpRest => {
                 let config = ErpClientConfig::new(self.system.clone(), self.base_url.clone(), self.token.clone());
                 Arc::new(ErpClient::new(config).map_err(error)?)
+            }
+            ConnectorKind::Generic => {
+                let connector = self.connector_file.clone().ok_or_else(|| ConfigError::Missing {
+                    variable: "FIELDSYNC_CONNECTOR_FILE".to_owned(),
+                })?;
+                let config = GenericClientConfig::new(
+                    self.system.clone(),
+                    self.base_url.clone(),
+                    self.token.clone(),
+                    connector,
+                );
+                Arc::new(GenericClient::new(config).map_err(error)?)
             }
         })
     }
@@ -264,9 +322,10 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
         let connector = match connector.trim() {
             "shopify" => ConnectorKind::Shopify,
             "erp-rest" => ConnectorKind::ErpRest,
+            "generic" => ConnectorKind::Generic,
             other => {
                 return Err(invalid(format!(
-                    "{other:?} is not a connector; expected shopify or erp-rest"
+                    "{other:?} is not a connector; expected shopify, erp-rest or generic"
                 )))
             }
         };
@@ -274,15 +333,37 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
         let base_url = env.require(&format!("{prefix}_BASE_URL"))?;
         let token = Secret::new(env.require(&format!("{prefix}_TOKEN"))?);
         let location_id = env.get(&format!("{prefix}_LOCATION_ID"));
+        let connector_file = match connector {
+            ConnectorKind::Generic => Some(load_connector_file(env)?),
+            ConnectorKind::Shopify | ConnectorKind::ErpRest => None,
+        };
         connections.push(Connection {
             system,
             connector,
             base_url,
             token,
             location_id,
+            connector_file,
         });
     }
     Ok(connections)
+}
+
+/// A connector file with no mapping, for a generic format built without `from_env`.
+fn empty_connector() -> ConnectorFile {
+    ConnectorFile {
+        name: "none".to_owned(),
+        webhook: fieldsync_core::connector::WebhookSpec {
+            auth: fieldsync_core::connector::WebhookAuth::HeaderToken {
+                header: "X-Fieldsync-Token".to_owned(),
+            },
+            topic: None,
+            event_id: None,
+            mappings: Vec::new(),
+        },
+        auth: None,
+        write: BTreeMap::new(),
+    }
 }
 
 #[cfg(test)]
@@ -333,6 +414,37 @@ mod tests {
         assert_eq!(config.webhook_secrets, [Secret::new("old"), Secret::new("new")]);
         assert_eq!(config.signature_tolerance_secs, 300);
         assert!(!format!("{config:?}").contains("old"));
+    }
+
+    #[test]
+    fn generic_receiver_reads_connector_file() {
+        let path = format!("{}/../../connectors/erpnext.toml", env!("CARGO_MANIFEST_DIR"));
+        let vars = env(&[
+            ("FIELDSYNC_SOURCE_SYSTEM", "erp"),
+            ("FIELDSYNC_WEBHOOK_FORMAT", "generic"),
+            ("FIELDSYNC_WEBHOOK_SECRETS", "s"),
+            ("FIELDSYNC_CONNECTOR_FILE", &path),
+        ]);
+        let config = ReceiverConfig::from_env(&vars, &rules()).unwrap();
+        assert_eq!(config.format, FormatKind::Generic);
+        assert_eq!(
+            config.connector_file.as_ref().map(|file| file.name.as_str()),
+            Some("erpnext")
+        );
+    }
+
+    #[test]
+    fn generic_receiver_needs_connector_file() {
+        let vars = env(&[
+            ("FIELDSYNC_SOURCE_SYSTEM", "erp"),
+            ("FIELDSYNC_WEBHOOK_FORMAT", "generic"),
+            ("FIELDSYNC_WEBHOOK_SECRETS", "s"),
+        ]);
+        let error = ReceiverConfig::from_env(&vars, &rules()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "missing environment variable FIELDSYNC_CONNECTOR_FILE"
+        );
     }
 
     #[test]
