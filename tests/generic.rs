@@ -120,7 +120,7 @@ async fn acumatica_pair_enqueues_inserted_row() {
 }
 
 /// Marketing edits the meta description of many products at once; each flows back to the ERP,
-/// whose budget of 2 requests per second answers most writes 429 first. The client waits out
+/// whose budget of 2 requests per second rejects some writes with 429 first. The client waits out
 /// `Retry-After` and every description arrives, with nothing in the dead-letter queue.
 #[tokio::test]
 async fn erpnext_rate_limit_backs_off_and_loses_nothing() {

@@ -3,9 +3,12 @@
 //! - `fieldsync demo` runs the whole pipeline in one process against the sandboxes and plays the
 //!   product story, printing every field after each step; it exits 0 only if both sandboxes end
 //!   in the expected state.
+//! - `fieldsync demo --pair shopify-generic` plays the same story with an ERPNext-like ERP
+//!   reached through the generic connector of `connectors/erpnext.toml`.
 //! - `fieldsync dev` starts the same stack and keeps it running for webhooks sent by hand.
 
 mod demo;
+mod demo_generic;
 mod dlq;
 mod table;
 
@@ -65,10 +68,24 @@ enum BackendKind {
     Emulators,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Pair {
+    ShopifyErp,
+    ShopifyGeneric,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Play the product story end to end on the local stack and check the result.
-    Demo,
+    Demo {
+        /// The storefront and ERP pair: the signed-JSON ERP, or ERPNext through the generic
+        /// connector.
+        #[arg(long, value_enum, default_value_t = Pair::ShopifyErp)]
+        pair: Pair,
+        /// Connector file of the ERP for `--pair shopify-generic`.
+        #[arg(long, default_value = "connectors/erpnext.toml")]
+        connector_file: PathBuf,
+    },
     /// Run the local stack until Ctrl-C, for webhooks sent by hand.
     Dev {
         /// Port of the webhook receiver on 127.0.0.1.
@@ -101,7 +118,22 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Dlq { action } => dlq::run(action).await,
-        Command::Demo => demo::run(local_options(&cli)?).await,
+        Command::Demo {
+            pair: Pair::ShopifyErp, ..
+        } => demo::run(local_options(&cli)?).await,
+        Command::Demo {
+            pair: Pair::ShopifyGeneric,
+            connector_file,
+        } => {
+            let text = std::fs::read_to_string(connector_file)
+                .with_context(|| format!("cannot read connector file {}", connector_file.display()))?;
+            let connector = fieldsync_core::ConnectorFile::parse(&connector_file.display().to_string(), &text)?;
+            let options = LocalOptions {
+                erp_connector: Some(std::sync::Arc::new(connector)),
+                ..local_options(&cli)?
+            };
+            demo_generic::run(options).await
+        }
         Command::Dev { port } => {
             dev(LocalOptions {
                 receiver_port: *port,

@@ -119,7 +119,7 @@ pub(crate) async fn print_product(stack: &LocalStack, sku: &str) -> Result<(), L
     Ok(())
 }
 
-fn describe(outcome: Outcome, targets: &[fieldsync_core::SystemId], source: &str) -> String {
+pub(crate) fn describe(outcome: Outcome, targets: &[fieldsync_core::SystemId], source: &str) -> String {
     let targets: Vec<&str> = targets.iter().map(|target| target.as_str()).collect();
     if targets.is_empty() {
         format!("{outcome} ({source})")
@@ -128,7 +128,7 @@ fn describe(outcome: Outcome, targets: &[fieldsync_core::SystemId], source: &str
     }
 }
 
-fn print_rows(rows: &[[String; 6]]) {
+pub(crate) fn print_rows(rows: &[[String; 6]]) {
     const MAX_WIDTH: usize = 34;
     let clip = |text: &str| -> String {
         let text = text.replace('\n', " ");

@@ -7,7 +7,7 @@
 //! - Items, named by a naming series (`ITEM-0001`…) with the SKU in `item_code`:
 //!   `GET /api/resource/Item/{name}` returns `{"data": {...}}` or 404 (`DoesNotExistError`);
 //!   `PUT /api/resource/Item/{name}` changes only the members sent, as Frappe's PUT does;
-//!   `POST /api/resource/Item` creates, and answers 409 (`DuplicateEntryError`) when an item
+//!   `POST /api/resource/Item` creates, and returns 409 (`DuplicateEntryError`) when an item
 //!   with the same `item_code` exists. Members: `item_code`, `item_name`, `standard_rate` (a
 //!   JSON number or a decimal string, read exactly), `custom_meta_title` and
 //!   `custom_meta_description` (custom fields carry the `custom_` prefix in Frappe). Unknown
