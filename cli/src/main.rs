@@ -4,10 +4,13 @@
 //!   product story, printing every field after each step; it exits 0 only if both sandboxes end
 //!   in the expected state.
 //!   `--story order-lifecycle` plays a quote through order, shipment and return instead.
+//! - `fieldsync demo --pair shopify-generic` plays the product story with an ERPNext-like ERP
+//!   reached through the generic connector of `connectors/erpnext.toml`.
 //! - `fieldsync dev` starts the same stack and keeps it running for webhooks sent by hand.
 //! - `fieldsync tasks` lists the open manual steps stored in a DynamoDB table.
 
 mod demo;
+mod demo_generic;
 mod dlq;
 mod lifecycle;
 mod table;
@@ -78,6 +81,13 @@ enum Story {
     OrderLifecycle,
 }
 
+/// The storefront and ERP pairs the product story can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Pair {
+    ShopifyErp,
+    ShopifyGeneric,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Play a story end to end on the local stack and check the result.
@@ -85,6 +95,13 @@ enum Command {
         /// The story to play.
         #[arg(long, value_enum, default_value_t = Story::Product)]
         story: Story,
+        /// The storefront and ERP pair of the product story: the signed-JSON ERP, or ERPNext
+        /// through the generic connector.
+        #[arg(long, value_enum, default_value_t = Pair::ShopifyErp)]
+        pair: Pair,
+        /// Connector file of the ERP for `--pair shopify-generic`.
+        #[arg(long, default_value = "connectors/erpnext.toml")]
+        connector_file: PathBuf,
     },
     /// List the open manual tasks (such as "price and approve quote Q-1001") of the rules
     /// file's integration, from the DynamoDB table the reconciler uses.
@@ -125,11 +142,35 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Dlq { action } => dlq::run(action).await,
-        Command::Demo { story: Story::Product } => demo::run(local_options(&cli)?).await,
         Command::Demo {
             story: Story::OrderLifecycle,
-        } => lifecycle::run(local_options(&cli)?).await,
+            pair,
+            ..
+        } => {
+            anyhow::ensure!(
+                *pair == Pair::ShopifyErp,
+                "the order lifecycle story runs on --pair shopify-erp only"
+            );
+            lifecycle::run(local_options(&cli)?).await
+        }
         Command::Tasks { table } => tasks::run(&local_options(&cli)?.rules, table).await,
+        Command::Demo {
+            pair: Pair::ShopifyErp, ..
+        } => demo::run(local_options(&cli)?).await,
+        Command::Demo {
+            pair: Pair::ShopifyGeneric,
+            connector_file,
+            ..
+        } => {
+            let text = std::fs::read_to_string(connector_file)
+                .with_context(|| format!("cannot read connector file {}", connector_file.display()))?;
+            let connector = fieldsync_core::ConnectorFile::parse(&connector_file.display().to_string(), &text)?;
+            let options = LocalOptions {
+                erp_connector: Some(std::sync::Arc::new(connector)),
+                ..local_options(&cli)?
+            };
+            demo_generic::run(options).await
+        }
         Command::Dev { port } => {
             dev(LocalOptions {
                 receiver_port: *port,

@@ -119,7 +119,7 @@ pub(crate) async fn print_product(stack: &LocalStack, sku: &str) -> Result<(), L
     Ok(())
 }
 
-fn describe(outcome: Outcome, targets: &[fieldsync_core::SystemId], source: &str) -> String {
+pub(crate) fn describe(outcome: Outcome, targets: &[fieldsync_core::SystemId], source: &str) -> String {
     let targets: Vec<&str> = targets.iter().map(|target| target.as_str()).collect();
     if targets.is_empty() {
         format!("{outcome} ({source})")

@@ -59,6 +59,37 @@ fn demo_passes_on_embedded_backend() {
 }
 
 #[test]
+fn demo_passes_with_generic_erpnext() {
+    assert_demo_passed(&fieldsync(&["demo", "--pair", "shopify-generic"], &[]));
+}
+
+#[test]
+fn demo_generic_rejects_invalid_connector_file() {
+    let path = std::env::temp_dir().join(format!("fieldsync-connector-{}.toml", std::process::id()));
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/erpnext.toml")).unwrap();
+    std::fs::write(
+        &path,
+        shipped.replace("scheme = \"hmac-sha256\"", "scheme = \"hmac-md5\""),
+    )
+    .unwrap();
+    let output = fieldsync(
+        &[
+            "demo",
+            "--pair",
+            "shopify-generic",
+            "--connector-file",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let _ = std::fs::remove_file(&path);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("unknown signature scheme \"hmac-md5\""), "{stderr}");
+    assert!(stderr.contains(".toml:15:10: "), "{stderr}");
+}
+
+#[test]
 fn demo_passes_on_emulators() {
     let (Some(dynamodb), Some(sqs)) = (
         endpoint("FIELDSYNC_DYNAMODB_ENDPOINT"),

@@ -7,8 +7,10 @@
 //!   customers, quotes, orders, fulfillments and returns through the sandbox's REST-shaped API.
 //! - [`erp::ErpClient`] writes items, sales orders, customers, quotes, shipments and returns
 //!   through the ERP's REST API.
+//! - [`business_central::BusinessCentralClient`] reads and writes Business Central items.
+//! - [`generic::GenericClient`] writes through any REST API a connector file describes.
 //!
-//! Both classify failures by HTTP status and error code, never by message text: throttling is
+//! They classify failures by HTTP status and error code, never by message text: throttling is
 //! [`SystemError::RateLimited`](fieldsync_core::ports::SystemError::RateLimited), a lost
 //! conditional write is `Conflict`, a server or network failure is `Unavailable`, and an invalid
 //! write is `Rejected`.
@@ -19,6 +21,7 @@ mod json;
 
 pub mod business_central;
 pub mod erp;
+pub mod generic;
 pub mod storefront;
 
 pub use fieldsync_core::Secret;

@@ -6,6 +6,7 @@
 //! [`ports`], which adapter crates implement.
 
 pub mod change;
+pub mod connector;
 pub mod decide;
 pub mod dependency;
 pub mod formats;
@@ -21,6 +22,7 @@ pub mod value;
 pub mod wire;
 
 pub use change::{ChangeSet, Notice, NoticeKind};
+pub use connector::{ConnectorFile, ConnectorFileError};
 pub use decide::{reconcile, refresh_task_titles, Decision, Outcome, Reconciliation};
 pub use ids::{EntityType, FieldName, RecordKey, SystemId};
 pub use ingest::{Handshake, InboundRequest, Normalized, Rejection, WebhookFormat};

@@ -6,13 +6,14 @@
 //! | `FIELDSYNC_INTEGRATION` | all, deployed | the stack's integration name, checked against the rules |
 //! | `FIELDSYNC_RULES_FILE` | all, local | path of the rules file when no parameter is named (default `rules.toml`) |
 //! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
-//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify`, `signed-json` or `business-central` |
+//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify`, `signed-json`, `business-central` or `generic` |
+//! | `FIELDSYNC_CONNECTOR_FILE` | receivers, reconciler | the connector file of a `generic` format or connector |
 //! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets (Business Central: clientState values); two during a rotation |
 //! | `FIELDSYNC_SIGNATURE_TOLERANCE_SECS` | receivers | accepted clock skew of signed timestamps (default 300) |
 //! | `FIELDSYNC_QUEUE_URL` | receivers, CLI | the SQS FIFO queue |
 //! | `FIELDSYNC_DEAD_LETTER_QUEUE_URL` | CLI | its dead-letter queue |
 //! | `FIELDSYNC_TABLE_NAME` | reconciler | the DynamoDB table |
-//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify`, `erp-rest` or `business-central` |
+//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify`, `erp-rest`, `business-central` or `generic` |
 //! | `FIELDSYNC_<SYSTEM>_BASE_URL`, `FIELDSYNC_<SYSTEM>_TOKEN` | reconciler | API base URL and token per system |
 //! | `FIELDSYNC_<SYSTEM>_COMPANY_ID` | reconciler | Business Central company id |
 //! | `FIELDSYNC_<SYSTEM>_LOCATION_ID` | reconciler | Shopify inventory location (default `gid://shopify/Location/1`) |
@@ -28,12 +29,14 @@ use std::sync::Arc;
 use chrono::Duration;
 use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig};
 use fieldsync_connectors::erp::{ErpClient, ErpClientConfig};
+use fieldsync_connectors::generic::{GenericClient, GenericClientConfig};
 use fieldsync_connectors::storefront::{ShopifyClient, ShopifyConfig};
 use fieldsync_core::formats::business_central::BusinessCentralFormat;
+use fieldsync_core::formats::generic::GenericFormat;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
 use fieldsync_core::ports::SystemClient;
-use fieldsync_core::{Rules, RulesError, Secret, SystemId, WebhookFormat};
+use fieldsync_core::{ConnectorFile, ConnectorFileError, Rules, RulesError, Secret, SystemId, WebhookFormat};
 
 /// Default accepted skew between a signed timestamp and the receive time.
 const DEFAULT_TOLERANCE_SECS: i64 = 300;
@@ -53,6 +56,14 @@ pub enum ConfigError {
     },
     #[error(transparent)]
     Rules(#[from] RulesError),
+    #[error("cannot read connector file {path}")]
+    ConnectorFileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    ConnectorFile(#[from] ConnectorFileError),
     #[error("cannot build the connector for system {system}")]
     Connector {
         system: SystemId,
@@ -142,6 +153,16 @@ fn read_rules_file(env: &dyn Environment) -> Result<Rules, ConfigError> {
     Ok(Rules::parse(&path.display().to_string(), &text)?)
 }
 
+/// Reads and parses the connector file named by `FIELDSYNC_CONNECTOR_FILE`.
+pub fn load_connector_file(env: &dyn Environment) -> Result<Arc<ConnectorFile>, ConfigError> {
+    let path = PathBuf::from(env.require("FIELDSYNC_CONNECTOR_FILE")?);
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ConnectorFileUnreadable {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Arc::new(ConnectorFile::parse(&path.display().to_string(), &text)?))
+}
+
 /// The webhook format a receiver verifies and reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatKind {
@@ -150,6 +171,8 @@ pub enum FormatKind {
     /// Business Central notifications; the webhook secrets are the subscriptions' clientState
     /// values.
     BusinessCentral,
+    /// Described by the connector file.
+    Generic,
 }
 
 /// The configuration of a webhook receiver function.
@@ -160,6 +183,8 @@ pub struct ReceiverConfig {
     pub format: FormatKind,
     pub webhook_secrets: Vec<Secret>,
     pub signature_tolerance_secs: i64,
+    /// The connector file of the `generic` format.
+    pub connector_file: Option<Arc<ConnectorFile>>,
 }
 
 impl ReceiverConfig {
@@ -177,8 +202,10 @@ impl ReceiverConfig {
             "shopify" => FormatKind::Shopify,
             "signed-json" => FormatKind::SignedJson,
             "business-central" => FormatKind::BusinessCentral,
+            "generic" => FormatKind::Generic,
             other => {
-                let reason = format!("{other:?} is not a format; expected shopify, signed-json or business-central");
+                let reason =
+                    format!("{other:?} is not a format; expected shopify, signed-json, business-central or generic");
                 return Err(ConfigError::Invalid {
                     variable: "FIELDSYNC_WEBHOOK_FORMAT".into(),
                     reason,
@@ -199,12 +226,17 @@ impl ReceiverConfig {
                 reason: format!("{text:?} is not a whole number of seconds"),
             })?,
         };
+        let connector_file = match format {
+            FormatKind::Generic => Some(load_connector_file(env)?),
+            FormatKind::Shopify | FormatKind::SignedJson | FormatKind::BusinessCentral => None,
+        };
         Ok(Self {
             integration: rules.integration.clone(),
             system,
             format,
             webhook_secrets,
             signature_tolerance_secs,
+            connector_file,
         })
     }
 
@@ -227,6 +259,17 @@ impl ReceiverConfig {
                 self.system.clone(),
                 self.webhook_secrets.clone(),
             )),
+            // `from_env` loads the file for this format; a hand-built config without one gets
+            // a file-less format that maps nothing.
+            FormatKind::Generic => Arc::new(GenericFormat {
+                integration: self.integration.clone(),
+                source: self.system.clone(),
+                secrets: self.webhook_secrets.clone(),
+                connector: self
+                    .connector_file
+                    .clone()
+                    .unwrap_or_else(|| Arc::new(empty_connector())),
+            }),
         }
     }
 }
@@ -237,6 +280,8 @@ pub enum ConnectorKind {
     Shopify,
     ErpRest,
     BusinessCentral,
+    /// A REST API described by the connector file.
+    Generic,
 }
 
 /// The reconciler's connection to one system.
@@ -252,6 +297,8 @@ pub struct Connection {
     pub company_id: Option<String>,
     /// The integration name of the rules, which connectors that read records put on changes.
     pub integration: String,
+    /// The connector file of a `generic` connection.
+    pub connector_file: Option<Arc<ConnectorFile>>,
 }
 
 impl Connection {
@@ -286,6 +333,18 @@ impl Connection {
                 );
                 Arc::new(BusinessCentralClient::new(config).map_err(error)?)
             }
+            ConnectorKind::Generic => {
+                let connector = self.connector_file.clone().ok_or_else(|| ConfigError::Missing {
+                    variable: "FIELDSYNC_CONNECTOR_FILE".to_owned(),
+                })?;
+                let config = GenericClientConfig::new(
+                    self.system.clone(),
+                    self.base_url.clone(),
+                    self.token.clone(),
+                    connector,
+                );
+                Arc::new(GenericClient::new(config).map_err(error)?)
+            }
         })
     }
 }
@@ -315,9 +374,10 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
             "shopify" => ConnectorKind::Shopify,
             "erp-rest" => ConnectorKind::ErpRest,
             "business-central" => ConnectorKind::BusinessCentral,
+            "generic" => ConnectorKind::Generic,
             other => {
                 return Err(invalid(format!(
-                    "{other:?} is not a connector; expected shopify, erp-rest or business-central"
+                    "{other:?} is not a connector; expected shopify, erp-rest, business-central or generic"
                 )))
             }
         };
@@ -326,6 +386,10 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
         let token = Secret::new(env.require(&format!("{prefix}_TOKEN"))?);
         let location_id = env.get(&format!("{prefix}_LOCATION_ID"));
         let company_id = env.get(&format!("{prefix}_COMPANY_ID"));
+        let connector_file = match connector {
+            ConnectorKind::Generic => Some(load_connector_file(env)?),
+            ConnectorKind::Shopify | ConnectorKind::ErpRest | ConnectorKind::BusinessCentral => None,
+        };
         connections.push(Connection {
             system,
             connector,
@@ -334,6 +398,7 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
             location_id,
             company_id,
             integration: rules.integration.clone(),
+            connector_file,
         });
     }
     Ok(connections)
@@ -342,6 +407,23 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
 /// Returns the prefix of a system's variables: `FIELDSYNC_` and its name in capitals.
 fn variable_prefix(system: &SystemId) -> String {
     format!("FIELDSYNC_{}", system.as_str().to_ascii_uppercase().replace('-', "_"))
+}
+
+/// A connector file with no mapping, for a generic format built without `from_env`.
+fn empty_connector() -> ConnectorFile {
+    ConnectorFile {
+        name: "none".to_owned(),
+        webhook: fieldsync_core::connector::WebhookSpec {
+            auth: fieldsync_core::connector::WebhookAuth::HeaderToken {
+                header: "X-Fieldsync-Token".to_owned(),
+            },
+            topic: None,
+            event_id: None,
+            mappings: Vec::new(),
+        },
+        auth: None,
+        write: BTreeMap::new(),
+    }
 }
 
 #[cfg(test)]
@@ -402,6 +484,37 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "invalid environment variable FIELDSYNC_INTEGRATION: the stack serves \"acme\" but the rules are for \"demo\""
+        );
+    }
+
+    #[test]
+    fn generic_receiver_reads_connector_file() {
+        let path = format!("{}/../../connectors/erpnext.toml", env!("CARGO_MANIFEST_DIR"));
+        let vars = env(&[
+            ("FIELDSYNC_SOURCE_SYSTEM", "erp"),
+            ("FIELDSYNC_WEBHOOK_FORMAT", "generic"),
+            ("FIELDSYNC_WEBHOOK_SECRETS", "s"),
+            ("FIELDSYNC_CONNECTOR_FILE", &path),
+        ]);
+        let config = ReceiverConfig::from_env(&vars, &rules()).unwrap();
+        assert_eq!(config.format, FormatKind::Generic);
+        assert_eq!(
+            config.connector_file.as_ref().map(|file| file.name.as_str()),
+            Some("erpnext")
+        );
+    }
+
+    #[test]
+    fn generic_receiver_needs_connector_file() {
+        let vars = env(&[
+            ("FIELDSYNC_SOURCE_SYSTEM", "erp"),
+            ("FIELDSYNC_WEBHOOK_FORMAT", "generic"),
+            ("FIELDSYNC_WEBHOOK_SECRETS", "s"),
+        ]);
+        let error = ReceiverConfig::from_env(&vars, &rules()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "missing environment variable FIELDSYNC_CONNECTOR_FILE"
         );
     }
 

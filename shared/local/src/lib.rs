@@ -5,6 +5,9 @@
 //! the embedded FIFO queue and record store, and a worker that feeds queue batches to the
 //! reconciler handler as SQS events. The sandboxes send their webhooks to that server, including
 //! the ones caused by fieldsync's own writes, so loop suppression runs for real.
+//!
+//! With [`LocalOptions::erp_connector`] set, the `erp` system is an ERPNext sandbox instead, read
+//! and written through the generic webhook format and REST client of that connector file.
 
 mod receivers;
 mod worker;
@@ -14,16 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_aws::{DynamoStore, SqsQueue};
+use fieldsync_core::formats::generic::GenericFormat;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
 use fieldsync_core::ports::{Queue, RecordStore, SystemClient};
-use fieldsync_core::{Decision, Record, RecordKey, Rules, Secret, SystemId};
+use fieldsync_core::{ConnectorFile, Decision, Record, RecordKey, Rules, Secret, SystemId};
 use fieldsync_embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
 use fieldsync_lambda::config::{Connection, ConnectorKind};
 use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_lambda::receiver::Receiver;
 use fieldsync_pipeline::Reconciler;
 use fieldsync_sandbox::erp::{ErpConfig, ErpHandle, ErpSandbox};
+use fieldsync_sandbox::erpnext::{ErpNextConfig, ErpNextHandle, ErpNextSandbox};
 use fieldsync_sandbox::storefront::{StorefrontConfig, StorefrontHandle, StorefrontSandbox};
 use tokio::task::JoinHandle;
 
@@ -35,6 +40,9 @@ pub const STOREFRONT_TOKEN: &str = "shpat_local_demo_token";
 pub const STOREFRONT_WEBHOOK_SECRET: &str = "shpss_local_demo_secret";
 pub const ERP_TOKEN: &str = "erp_local_demo_token";
 pub const ERP_WEBHOOK_SECRET: &str = "erp_local_demo_secret";
+pub const ERPNEXT_API_KEY: &str = "erpnext_local_demo_key";
+pub const ERPNEXT_API_SECRET: &str = "erpnext_local_demo_secret";
+pub const ERPNEXT_WEBHOOK_SECRET: &str = "erpnext_local_demo_webhook_secret";
 
 /// How long the local queue hides a message that failed before delivering it again.
 const LOCAL_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -84,6 +92,11 @@ pub struct LocalOptions {
     /// Queue settings, such as the receive count after which messages go to the dead-letter queue.
     pub queue: QueueSettings,
     pub backend: Backend,
+    /// The connector file of an ERPNext-like `erp` system; `None` uses the signed-JSON ERP.
+    pub erp_connector: Option<Arc<ConnectorFile>>,
+    /// Settings of the ERPNext sandbox when `erp_connector` is set; its credentials are replaced
+    /// with the demo's.
+    pub erpnext: ErpNextConfig,
 }
 
 impl LocalOptions {
@@ -98,6 +111,8 @@ impl LocalOptions {
             receiver_port: 0,
             queue,
             backend: Backend::Embedded,
+            erp_connector: None,
+            erpnext: ErpNextConfig::default(),
         }
     }
 }
@@ -107,6 +122,8 @@ impl LocalOptions {
 pub struct LocalStack {
     pub storefront: StorefrontHandle,
     pub erp: ErpHandle,
+    /// The ERPNext sandbox that is the `erp` system when the options name a connector file.
+    pub erpnext: Option<ErpNextHandle>,
     pub store: Arc<dyn RecordStore>,
     pub queue: Arc<dyn Queue>,
     backlog: Backlog,
@@ -132,12 +149,27 @@ impl LocalStack {
             ..ErpConfig::default()
         })
         .await?;
+        let erpnext = match &options.erp_connector {
+            Some(_) => Some(
+                ErpNextSandbox::start(ErpNextConfig {
+                    api_key: ERPNEXT_API_KEY.to_owned(),
+                    api_secret: ERPNEXT_API_SECRET.to_owned(),
+                    webhook_secret: ERPNEXT_WEBHOOK_SECRET.to_owned(),
+                    ..options.erpnext.clone()
+                })
+                .await?,
+            ),
+            None => None,
+        };
 
         let (store, queue, backlog) = open_backend(&options.backend, &options.queue).await?;
-        let receivers = receivers_for(&rules, queue.clone());
+        let receivers = receivers_for(&rules, queue.clone(), options.erp_connector.clone());
         let receivers = ReceiverServer::start(options.receiver_port, receivers).await?;
         storefront.set_webhook_url(Some(receivers.url("storefront")));
-        erp.set_webhook_url(Some(receivers.url("erp")));
+        match &erpnext {
+            Some(erpnext) => erpnext.set_webhook_url(Some(receivers.url("erp"))),
+            None => erp.set_webhook_url(Some(receivers.url("erp"))),
+        }
 
         let mut systems: BTreeMap<SystemId, Arc<dyn SystemClient>> = BTreeMap::new();
         let connections = [
@@ -158,8 +190,22 @@ impl LocalStack {
                 location_id: None,
                 company_id: None,
                 integration: rules.integration.clone(),
+                connector_file: None,
             };
             systems.insert(system, connection.client()?);
+        }
+        if let (Some(erpnext), Some(connector)) = (&erpnext, &options.erp_connector) {
+            let connection = Connection {
+                system: SystemId::new("erp"),
+                connector: ConnectorKind::Generic,
+                base_url: erpnext.base_url(),
+                token: Secret::new(format!("{ERPNEXT_API_KEY}:{ERPNEXT_API_SECRET}")),
+                location_id: None,
+                company_id: None,
+                integration: rules.integration.clone(),
+                connector_file: Some(connector.clone()),
+            };
+            systems.insert(SystemId::new("erp"), connection.client()?);
         }
         let reconciler = Reconciler::new(rules.clone(), store.clone(), systems);
         let activity = Arc::new(WorkerActivity::default());
@@ -173,6 +219,7 @@ impl LocalStack {
         Ok(Self {
             storefront,
             erp,
+            erpnext,
             store,
             queue,
             backlog,
@@ -196,6 +243,9 @@ impl LocalStack {
             }
             self.storefront.wait_for_deliveries_idle().await;
             self.erp.wait_for_deliveries_idle().await;
+            if let Some(erpnext) = &self.erpnext {
+                erpnext.wait_for_deliveries_idle().await;
+            }
             let idle = self.pending().await == 0 && !self.activity.busy() && self.receivers.idle_for() >= quiet;
             if idle && self.activity.idle_for() >= quiet {
                 return Ok(());
@@ -240,6 +290,9 @@ impl LocalStack {
         self.receivers.shutdown();
         self.storefront.shutdown().await;
         self.erp.shutdown().await;
+        if let Some(erpnext) = &self.erpnext {
+            erpnext.shutdown().await;
+        }
     }
 }
 
@@ -296,17 +349,29 @@ async fn open_backend(
 }
 
 /// Builds one receiver per side, as the two Lambda functions are configured.
-fn receivers_for(rules: &Rules, queue: Arc<dyn Queue>) -> BTreeMap<String, Receiver> {
+fn receivers_for(
+    rules: &Rules,
+    queue: Arc<dyn Queue>,
+    erp_connector: Option<Arc<ConnectorFile>>,
+) -> BTreeMap<String, Receiver> {
     let storefront = ShopifyFormat {
         integration: rules.integration.clone(),
         source: SystemId::new("storefront"),
         secrets: vec![Secret::new(STOREFRONT_WEBHOOK_SECRET)],
     };
-    let erp = SignedJsonFormat {
-        integration: rules.integration.clone(),
-        source: SystemId::new("erp"),
-        secrets: vec![Secret::new(ERP_WEBHOOK_SECRET)],
-        tolerance: chrono::Duration::seconds(300),
+    let erp: Arc<dyn fieldsync_core::WebhookFormat> = match erp_connector {
+        Some(connector) => Arc::new(GenericFormat {
+            integration: rules.integration.clone(),
+            source: SystemId::new("erp"),
+            secrets: vec![Secret::new(ERPNEXT_WEBHOOK_SECRET)],
+            connector,
+        }),
+        None => Arc::new(SignedJsonFormat {
+            integration: rules.integration.clone(),
+            source: SystemId::new("erp"),
+            secrets: vec![Secret::new(ERP_WEBHOOK_SECRET)],
+            tolerance: chrono::Duration::seconds(300),
+        }),
     };
     BTreeMap::from([
         (
@@ -322,7 +387,7 @@ fn receivers_for(rules: &Rules, queue: Arc<dyn Queue>) -> BTreeMap<String, Recei
             "erp".to_owned(),
             Receiver {
                 integration: rules.integration.clone(),
-                format: Arc::new(erp),
+                format: erp,
                 queue,
                 metrics: MetricsSink::Off,
             },

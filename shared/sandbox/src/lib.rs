@@ -6,6 +6,7 @@
 //!
 //! - [`storefront`] behaves like Shopify's Admin GraphQL API and Shopify's REST-shaped webhooks.
 //! - [`erp`] is a generic REST ERP that sends fieldsync's signed-JSON webhooks.
+//! - [`erpnext`] behaves like ERPNext: Frappe's REST resource API and Frappe-signed webhooks.
 //!
 //! Tests drive a sandbox through its handle (for example [`storefront::StorefrontHandle`]), which
 //! also records every webhook delivery as a [`Delivery`] with the exact body bytes. Each sandbox
@@ -18,6 +19,7 @@ mod json_text;
 mod server;
 
 pub mod erp;
+pub mod erpnext;
 pub mod storefront;
 
 pub use delivery::{Delivery, DeliveryOutcome, RetryPolicy};

@@ -1,6 +1,7 @@
 //! Webhook formats: signature schemes and payload mappings, one module per sender.
 
 pub mod business_central;
+pub mod generic;
 pub mod shopify;
 pub mod signed_json;
 
