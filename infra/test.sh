@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs everything CI checks, on a fresh machine too: installs and starts DynamoDB Local and moto
-# on 127.0.0.1 (infra/emulators.sh), then formatting, clippy and every test of the workspace.
+# on 127.0.0.1 (infra/emulators.sh), then formatting, the template checks, clippy, the functions
+# under `cargo lambda watch`, their release builds with sizes, and every test of the workspace.
 # Emulators this script started are stopped at the end; ones already running are left alone.
 set -euo pipefail
 
@@ -38,6 +39,12 @@ tools=$(infra/tools.sh)
 
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo lambda watch"
+infra/lambda-watch-test.sh
+
+echo "== release builds of the functions"
+infra/function-sizes.sh
 
 echo "== cargo test"
 log=$(mktemp)
