@@ -295,6 +295,12 @@ async fn item_post_creates_and_rejects_duplicate() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    let body = r#"{"number": "mug-green"}"#;
+    let (status, _, text) = send_json(reqwest::Method::POST, &items_url(&sandbox), None, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let created: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(created["number"], "MUG-GREEN", "Code fields are stored in upper case");
+    assert!(sandbox.item("mug-green").is_some());
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@
 //! The sandbox's base URL plays `https://api.businesscentral.dynamics.com/v2.0/{tenant}/{environment}`,
 //! so the API is under `{base}/api/v2.0`. Facts about Business Central below come from Microsoft's
 //! API v2.0 reference ("Working with webhooks", the `items` and `subscriptions` pages, "Error
-//! codes") and the "Work with API limits" training module, as published in 2024-2026.
+//! codes"), the "Operational limits for Business Central online" page and the "Work with API
+//! limits" training module, as published in 2024-2026.
 //!
 //! # Covered
 //!
@@ -47,8 +48,9 @@
 //!   timeouts, 408, 429 and 5xx are retried with backoff; any other status deletes the
 //!   subscription without retrying, as Business Central does.
 //! - A request token bucket (by default 6,000 requests per 5 minutes, Business Central's limit per
-//!   user) and a cap on concurrent requests (100), both answered with HTTP 429, `Retry-After` in
-//!   seconds and an OData error; forced 429s for tests.
+//!   user) and a cap on simultaneous requests (100, Business Central's "max connections"). Both
+//!   are enforced with HTTP 429, `Retry-After` in seconds and an OData error. Forced 429s serve
+//!   tests.
 //!
 //! # Not covered
 //!
@@ -59,8 +61,9 @@
 //! - Several subscriptions sharing one notification URL get one POST each; Business Central may
 //!   put their entries into one POST.
 //! - Business Central's 36-hour retry schedule: retries follow [`RetryPolicy`].
-//! - Business Central queues requests beyond its concurrency limit before rejecting them; the
-//!   sandbox rejects at once.
+//! - Business Central processes 5 OData requests at a time and queues up to 95 more before it
+//!   rejects one with 429. The sandbox processes up to 100 at a time and rejects the next.
+//! - A token bucket only approximates Business Central's 5-minute sliding window.
 
 mod api;
 mod filter;
@@ -101,7 +104,7 @@ pub struct BusinessCentralConfig {
     /// Items per page of a collection response.
     pub page_size: usize,
     pub rate_limit: RateLimitConfig,
-    /// Requests served at once; one more gets HTTP 429.
+    /// Requests processed at once; one more gets HTTP 429.
     pub max_concurrent_requests: usize,
     /// Time allowed for the notification URL to respond to the validation handshake.
     pub handshake_timeout: Duration,
