@@ -175,8 +175,10 @@ impl BusinessCentralSandbox {
             Box::new(notify::JsonHeaders),
             RetryRule::TransientOnly,
         )?;
+        // A redirect is not the 200 the handshake requires, so it is not followed.
         let handshake_client = reqwest::Client::builder()
             .timeout(config.handshake_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|source| SandboxError::HttpClient { source })?;
         let shared = Arc::new(Shared {
