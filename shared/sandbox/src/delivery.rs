@@ -1,9 +1,10 @@
-//! Webhook delivery with retries, shared by both sandboxes.
+//! Webhook delivery with retries, shared by the sandboxes.
 //!
 //! Each event is delivered by its own task, so deliveries of different events may arrive in any
 //! order, as with Shopify. A failed attempt (connection error, timeout or non-2xx status) is
 //! retried with exponential backoff up to [`RetryPolicy::max_attempts`], always with the same
-//! body and event id. Every attempt is recorded as a [`Delivery`].
+//! body and event id, unless the dispatcher's [`RetryRule`] ends the delivery at that status.
+//! Every attempt is recorded as a [`Delivery`].
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -100,6 +101,51 @@ pub(crate) struct OutgoingEvent {
     pub(crate) body: Vec<u8>,
 }
 
+/// The rule that selects the failed attempts a dispatcher retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RetryRule {
+    /// Retries every failed attempt: connection errors, timeouts and every non-2xx status.
+    AnyFailure,
+    /// Retries connection errors, timeouts, 408, 429 and 5xx only. Any other non-2xx status ends
+    /// the delivery at once, which is how Business Central treats its subscribers.
+    TransientOnly,
+}
+
+impl RetryRule {
+    fn retries(self, outcome: &DeliveryOutcome) -> bool {
+        match (self, outcome) {
+            (_, DeliveryOutcome::Failed(_)) | (Self::AnyFailure, DeliveryOutcome::Status(_)) => true,
+            (Self::TransientOnly, DeliveryOutcome::Status(status)) => {
+                matches!(status, 408 | 429) || (500..600).contains(status)
+            }
+        }
+    }
+}
+
+/// The result of a delivery after its last attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FinalOutcome {
+    /// An attempt got a 2xx status.
+    Delivered,
+    /// The receiver responded with a status that the [`RetryRule`] does not retry.
+    Rejected(u16),
+    /// Every attempt failed with a retryable outcome.
+    AttemptsExhausted,
+}
+
+/// Counts as one pending delivery until dropped, so [`Dispatcher::wait_idle`] also waits for
+/// work that is scheduled but not yet sent, such as a batch waiting for its send delay.
+#[derive(Debug)]
+pub(crate) struct PendingGuard {
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.dispatcher.pending.send_modify(|pending| *pending -= 1);
+    }
+}
+
 /// Builds the headers of one attempt, including its signature.
 pub(crate) trait SignHeaders: Send + Sync + 'static {
     fn headers(&self, event: &OutgoingEvent, attempt: u32) -> Vec<(String, String)>;
@@ -112,6 +158,7 @@ pub(crate) struct Dispatcher {
     url: RwLock<Option<String>>,
     policy: RetryPolicy,
     signer: Box<dyn SignHeaders>,
+    rule: RetryRule,
     log: Mutex<Vec<Delivery>>,
     pending: watch::Sender<usize>,
     sandbox: &'static str,
@@ -133,6 +180,17 @@ impl Dispatcher {
         policy: RetryPolicy,
         signer: Box<dyn SignHeaders>,
     ) -> Result<Arc<Self>, SandboxError> {
+        Self::with_rule(sandbox, url, policy, signer, RetryRule::AnyFailure)
+    }
+
+    /// Builds a dispatcher that retries the failures `rule` names.
+    pub(crate) fn with_rule(
+        sandbox: &'static str,
+        url: Option<String>,
+        policy: RetryPolicy,
+        signer: Box<dyn SignHeaders>,
+        rule: RetryRule,
+    ) -> Result<Arc<Self>, SandboxError> {
         let runtime = Handle::try_current().map_err(|_| SandboxError::NoRuntime)?;
         let client = reqwest::Client::builder()
             .timeout(policy.attempt_timeout)
@@ -145,6 +203,7 @@ impl Dispatcher {
             url: RwLock::new(url),
             policy,
             signer,
+            rule,
             log: Mutex::new(Vec::new()),
             pending,
             sandbox,
@@ -173,11 +232,30 @@ impl Dispatcher {
         });
     }
 
-    async fn deliver(&self, url: &str, event: &OutgoingEvent) {
+    /// Delivers `event` to `url` with retries and returns how the delivery ended. The delivery
+    /// counts as pending until it ends.
+    pub(crate) async fn deliver_to(self: &Arc<Self>, url: &str, event: &OutgoingEvent) -> FinalOutcome {
+        let _pending = self.hold_pending();
+        self.deliver(url, event).await
+    }
+
+    /// Counts one pending delivery until the returned guard is dropped.
+    pub(crate) fn hold_pending(self: &Arc<Self>) -> PendingGuard {
+        self.pending.send_modify(|pending| *pending += 1);
+        PendingGuard {
+            dispatcher: Arc::clone(self),
+        }
+    }
+
+    async fn deliver(&self, url: &str, event: &OutgoingEvent) -> FinalOutcome {
         for attempt in 1..=self.policy.max_attempts {
             let headers = self.signer.headers(event, attempt);
             let outcome = self.attempt(url, &headers, &event.body).await;
             let succeeded = matches!(outcome, DeliveryOutcome::Status(status) if (200..300).contains(&status));
+            let rejected_status = match outcome {
+                DeliveryOutcome::Status(status) if !succeeded && !self.rule.retries(&outcome) => Some(status),
+                _ => None,
+            };
             match &outcome {
                 DeliveryOutcome::Status(status) => tracing::debug!(
                     sandbox = self.sandbox, topic = %event.topic, event_id = %event.event_id, attempt, status,
@@ -198,7 +276,14 @@ impl Dispatcher {
                 outcome,
             });
             if succeeded {
-                return;
+                return FinalOutcome::Delivered;
+            }
+            if let Some(status) = rejected_status {
+                tracing::warn!(
+                    sandbox = self.sandbox, topic = %event.topic, event_id = %event.event_id, attempt, status,
+                    "webhook rejected with a status that is not retried"
+                );
+                return FinalOutcome::Rejected(status);
             }
             if attempt < self.policy.max_attempts {
                 tokio::time::sleep(self.policy.backoff(attempt)).await;
@@ -208,6 +293,7 @@ impl Dispatcher {
             sandbox = self.sandbox, topic = %event.topic, event_id = %event.event_id,
             attempts = self.policy.max_attempts, "webhook dropped after the last attempt failed"
         );
+        FinalOutcome::AttemptsExhausted
     }
 
     async fn attempt(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> DeliveryOutcome {
@@ -285,6 +371,19 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(new_uuid(), id);
+    }
+
+    #[test]
+    fn transient_rule_retries_only_transient_failures() {
+        let rule = RetryRule::TransientOnly;
+        for status in [408, 429, 500, 503, 599] {
+            assert!(rule.retries(&DeliveryOutcome::Status(status)), "{status}");
+        }
+        for status in [400, 401, 404, 410, 301] {
+            assert!(!rule.retries(&DeliveryOutcome::Status(status)), "{status}");
+        }
+        assert!(rule.retries(&DeliveryOutcome::Failed("timed out".to_owned())));
+        assert!(RetryRule::AnyFailure.retries(&DeliveryOutcome::Status(404)));
     }
 
     #[test]

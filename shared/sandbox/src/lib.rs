@@ -2,11 +2,15 @@
 //!
 //! Each sandbox is an axum server bound to `127.0.0.1` on an ephemeral port. It keeps its data in
 //! memory, serves the subset of the platform's API that fieldsync's connectors call, and sends a
-//! signed webhook for every change, whether an API call or a simulated person made it.
+//! webhook for every change, whether an API call or a simulated person made it, signed where the
+//! platform signs its webhooks.
 //!
 //! - [`storefront`] behaves like Shopify's Admin GraphQL API and Shopify's REST-shaped webhooks.
 //! - [`erp`] is a generic REST ERP that sends fieldsync's signed-JSON webhooks.
 //! - [`erpnext`] behaves like ERPNext: Frappe's REST resource API and Frappe-signed webhooks.
+//! - [`business_central`] behaves like Microsoft Dynamics 365 Business Central's API v2.0: items
+//!   with entity tags, and webhook subscriptions with a validation handshake and batched
+//!   notifications.
 //!
 //! Tests drive a sandbox through its handle (for example [`storefront::StorefrontHandle`]), which
 //! also records every webhook delivery as a [`Delivery`] with the exact body bytes. Each sandbox
@@ -18,6 +22,7 @@ mod error;
 mod json_text;
 mod server;
 
+pub mod business_central;
 pub mod erp;
 pub mod erpnext;
 pub mod storefront;

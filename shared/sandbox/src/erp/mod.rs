@@ -40,7 +40,7 @@
 
 mod api;
 mod model;
-mod throttle;
+pub(crate) mod throttle;
 mod webhooks;
 
 use std::fmt;
