@@ -119,3 +119,61 @@ async fn rotation_accepts_old_and_new_client_state() {
             .ends_with("/items(aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee)"));
     }
 }
+
+/// Plays Business Central with a request budget far below its real one, so reading what its
+/// notifications name meets 429s; fieldsync retries after `Retry-After` and loses no change.
+#[tokio::test]
+async fn rate_limited_reads_back_off_and_lose_nothing() {
+    use fieldsync_local::{LocalOptions, LocalStack};
+    use fieldsync_sandbox::business_central::{BusinessCentralConfig, ItemEdit, RateLimitConfig};
+
+    let rules_path = format!(
+        "{}/../examples/rules/shopify-businesscentral.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let rules = fieldsync_core::Rules::parse(&rules_path, &std::fs::read_to_string(&rules_path).unwrap()).unwrap();
+    let mut options = LocalOptions::new(rules);
+    // A large receive count keeps throttled messages out of the dead-letter queue, as SQS's
+    // redrive policy of 5 receives does at a 180 s visibility timeout.
+    options.queue.max_receive_count = 50;
+    options.business_central = Some(BusinessCentralConfig {
+        rate_limit: RateLimitConfig {
+            burst_requests: 4,
+            refill_requests_per_sec: 4.0,
+        },
+        ..BusinessCentralConfig::default()
+    });
+    let stack = LocalStack::start(options).await.unwrap();
+    let bc = stack.business_central.as_ref().unwrap();
+
+    let skus: Vec<String> = (1..=12).map(|n| format!("CUP-{n:02}")).collect();
+    for (n, sku) in skus.iter().enumerate() {
+        bc.upsert_item_as_user(
+            sku,
+            ItemEdit {
+                display_name: Some(format!("Cup {n}")),
+                unit_price: Some(rust_decimal::Decimal::new(1000 + n as i64, 2)),
+                inventory: Some(rust_decimal::Decimal::from(n as i64)),
+                ..ItemEdit::default()
+            },
+        );
+    }
+    stack.settle(std::time::Duration::from_secs(60)).await.unwrap();
+
+    assert!(bc.throttled_count() > 0, "the budget was never exceeded");
+    for (n, sku) in skus.iter().enumerate() {
+        let product = stack.storefront.product_by_sku(sku);
+        let price = product
+            .as_ref()
+            .and_then(|product| product.variants.iter().find(|variant| &variant.sku == sku))
+            .map(|variant| variant.price.to_string());
+        assert_eq!(price, Some(format!("{}.{:02}", 10, n)), "{sku}");
+    }
+    assert_eq!(stack.dead_letters().await, 0);
+    println!(
+        "business central rate limit: {} requests, {} answered 429, 12 of 12 items synced",
+        bc.api_request_count(),
+        bc.throttled_count()
+    );
+    stack.shutdown().await;
+}

@@ -6,23 +6,27 @@
 //!   `--story order-lifecycle` plays a quote through order, shipment and return instead.
 //! - `fieldsync demo --pair shopify-generic` plays the product story with an ERPNext-like ERP
 //!   reached through the generic connector of `connectors/erpnext.toml`.
+//! - `fieldsync demo --pair shopify-businesscentral` plays it with Business Central, its thin
+//!   notifications and its subscription renewal.
 //! - `fieldsync dev` starts the same stack and keeps it running for webhooks sent by hand.
 //! - `fieldsync tasks` lists the open manual steps stored in a DynamoDB table.
 
 mod demo;
+mod demo_business_central;
 mod demo_generic;
 mod dlq;
 mod lifecycle;
 mod table;
 mod tasks;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fieldsync_core::Rules;
 use fieldsync_local::{Backend, LocalOptions, LocalStack};
+use fieldsync_sandbox::business_central::BusinessCentralConfig as BusinessCentralSandboxConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,7 +36,7 @@ use fieldsync_local::{Backend, LocalOptions, LocalStack};
 )]
 struct Cli {
     /// Rules file declaring systems, entities and field ownership.
-    #[arg(long, env = "FIELDSYNC_RULES_FILE", default_value = "rules.toml", global = true)]
+    #[arg(long, env = "FIELDSYNC_RULES_FILE", default_value = DEFAULT_RULES, global = true)]
     rules: PathBuf,
 
     /// Log filter, in `RUST_LOG` syntax.
@@ -66,6 +70,12 @@ struct Cli {
     command: Command,
 }
 
+/// The rules file `--rules` defaults to.
+const DEFAULT_RULES: &str = "rules.toml";
+
+/// The rules of the Business Central pair, used when `--rules` is left at its default.
+const BUSINESS_CENTRAL_RULES: &str = "examples/rules/shopify-businesscentral.toml";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum BackendKind {
     Embedded,
@@ -81,11 +91,16 @@ enum Story {
     OrderLifecycle,
 }
 
-/// The storefront and ERP pairs the product story can run on.
+/// The storefront and ERP pairs the product story can run on. Each name starts with the
+/// storefront, as the `--pair` values read.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Pair {
     ShopifyErp,
     ShopifyGeneric,
+    /// Business Central through its API v2.0 and webhook subscriptions.
+    #[value(name = "shopify-businesscentral")]
+    ShopifyBusinessCentral,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +173,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pair: Pair::ShopifyErp, ..
         } => demo::run(local_options(&cli)?).await,
         Command::Demo {
+            pair: Pair::ShopifyBusinessCentral,
+            ..
+        } => {
+            // The shipped rules send the meta title back to the ERP only in the Business Central
+            // example, whose item has a field for it.
+            let mut options = if cli.rules == Path::new(DEFAULT_RULES) {
+                local_options_with(&cli, Path::new(BUSINESS_CENTRAL_RULES))?
+            } else {
+                local_options(&cli)?
+            };
+            options.business_central = Some(BusinessCentralSandboxConfig::default());
+            demo_business_central::run(options).await
+        }
+        Command::Demo {
             pair: Pair::ShopifyGeneric,
             connector_file,
             ..
@@ -183,9 +212,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Reads the rules file and picks the backend for `demo` and `dev`.
 fn local_options(cli: &Cli) -> anyhow::Result<LocalOptions> {
-    let text = std::fs::read_to_string(&cli.rules)
-        .with_context(|| format!("cannot read rules file {}", cli.rules.display()))?;
-    let rules = Rules::parse(&cli.rules.display().to_string(), &text)?;
+    local_options_with(cli, &cli.rules)
+}
+
+fn local_options_with(cli: &Cli, rules_file: &Path) -> anyhow::Result<LocalOptions> {
+    let text = std::fs::read_to_string(rules_file)
+        .with_context(|| format!("cannot read rules file {}", rules_file.display()))?;
+    let rules = Rules::parse(&rules_file.display().to_string(), &text)?;
     let backend = match cli.backend {
         BackendKind::Embedded => Backend::Embedded,
         BackendKind::Emulators => Backend::Emulators {

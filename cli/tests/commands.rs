@@ -64,6 +64,32 @@ fn demo_passes_with_generic_erpnext() {
 }
 
 #[test]
+fn demo_passes_with_business_central() {
+    let output = fieldsync(&["demo", "--pair", "shopify-businesscentral"], &[]);
+    assert_demo_passed(&output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("ok   storefront price after the catch-up"), "{stdout}");
+}
+
+#[test]
+fn demo_business_central_passes_on_emulators() {
+    let (Some(dynamodb), Some(sqs)) = (
+        endpoint("FIELDSYNC_DYNAMODB_ENDPOINT"),
+        endpoint("FIELDSYNC_SQS_ENDPOINT"),
+    ) else {
+        return;
+    };
+    let output = fieldsync(
+        &["--backend", "emulators", "demo", "--pair", "shopify-businesscentral"],
+        &[
+            ("FIELDSYNC_DYNAMODB_ENDPOINT", &dynamodb),
+            ("FIELDSYNC_SQS_ENDPOINT", &sqs),
+        ],
+    );
+    assert_demo_passed(&output);
+}
+
+#[test]
 fn demo_generic_rejects_invalid_connector_file() {
     let path = std::env::temp_dir().join(format!("fieldsync-connector-{}.toml", std::process::id()));
     let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../connectors/erpnext.toml")).unwrap();

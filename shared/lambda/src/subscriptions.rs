@@ -2,7 +2,7 @@
 //! renewer function.
 //!
 //! A subscription lives three days, so it is renewed about twice a day. When it is gone (expired
-//! after missed renewals, or deleted by Business Central after a 4xx answer), a new one is
+//! after missed renewals, or deleted by Business Central after a 4xx response), a new one is
 //! created and a `collection` notice for the subscription's whole lifetime is queued, so the
 //! reconciler reads every item changed while no subscription existed.
 

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_aws::{DynamoStore, SqsQueue};
+use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig};
+use fieldsync_core::formats::business_central::BusinessCentralFormat;
 use fieldsync_core::formats::generic::GenericFormat;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
@@ -26,7 +28,11 @@ use fieldsync_embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
 use fieldsync_lambda::config::{Connection, ConnectorKind};
 use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_lambda::receiver::Receiver;
+use fieldsync_lambda::subscriptions::ensure_items_subscription;
 use fieldsync_pipeline::Reconciler;
+use fieldsync_sandbox::business_central::{
+    BusinessCentralConfig as BusinessCentralSandboxConfig, BusinessCentralHandle, BusinessCentralSandbox,
+};
 use fieldsync_sandbox::erp::{ErpConfig, ErpHandle, ErpSandbox};
 use fieldsync_sandbox::erpnext::{ErpNextConfig, ErpNextHandle, ErpNextSandbox};
 use fieldsync_sandbox::storefront::{StorefrontConfig, StorefrontHandle, StorefrontSandbox};
@@ -40,6 +46,8 @@ pub const STOREFRONT_TOKEN: &str = "shpat_local_demo_token";
 pub const STOREFRONT_WEBHOOK_SECRET: &str = "shpss_local_demo_secret";
 pub const ERP_TOKEN: &str = "erp_local_demo_token";
 pub const ERP_WEBHOOK_SECRET: &str = "erp_local_demo_secret";
+pub const BUSINESS_CENTRAL_TOKEN: &str = "bc_local_demo_token";
+pub const BUSINESS_CENTRAL_CLIENT_STATE: &str = "bc_local_demo_client_state";
 pub const ERPNEXT_API_KEY: &str = "erpnext_local_demo_key";
 pub const ERPNEXT_API_SECRET: &str = "erpnext_local_demo_secret";
 pub const ERPNEXT_WEBHOOK_SECRET: &str = "erpnext_local_demo_webhook_secret";
@@ -68,6 +76,8 @@ pub enum LocalError {
     Emulator(#[from] fieldsync_aws::SetupError),
     #[error(transparent)]
     Queue(#[from] fieldsync_core::ports::QueueError),
+    #[error("the Business Central subscription could not be created")]
+    Subscription(#[from] fieldsync_lambda::subscriptions::RenewError),
 }
 
 /// The store and queue behind the local stack.
@@ -97,6 +107,9 @@ pub struct LocalOptions {
     /// Settings of the ERPNext sandbox when `erp_connector` is set; its credentials are replaced
     /// with the demo's.
     pub erpnext: ErpNextConfig,
+    /// Settings of a Business Central sandbox that is the `erp` system instead, reached through
+    /// the Business Central connector and a webhook subscription; its token is the demo's.
+    pub business_central: Option<BusinessCentralSandboxConfig>,
 }
 
 impl LocalOptions {
@@ -113,6 +126,7 @@ impl LocalOptions {
             backend: Backend::Embedded,
             erp_connector: None,
             erpnext: ErpNextConfig::default(),
+            business_central: None,
         }
     }
 }
@@ -124,6 +138,8 @@ pub struct LocalStack {
     pub erp: ErpHandle,
     /// The ERPNext sandbox that is the `erp` system when the options name a connector file.
     pub erpnext: Option<ErpNextHandle>,
+    /// The Business Central sandbox that is the `erp` system when the options configure one.
+    pub business_central: Option<BusinessCentralHandle>,
     pub store: Arc<dyn RecordStore>,
     pub queue: Arc<dyn Queue>,
     backlog: Backlog,
@@ -162,8 +178,24 @@ impl LocalStack {
             None => None,
         };
 
+        let business_central = match &options.business_central {
+            Some(config) => Some(
+                BusinessCentralSandbox::start(BusinessCentralSandboxConfig {
+                    api_token: BUSINESS_CENTRAL_TOKEN.to_owned(),
+                    ..config.clone()
+                })
+                .await?,
+            ),
+            None => None,
+        };
+
         let (store, queue, backlog) = open_backend(&options.backend, &options.queue).await?;
-        let receivers = receivers_for(&rules, queue.clone(), options.erp_connector.clone());
+        let receivers = receivers_for(
+            &rules,
+            queue.clone(),
+            options.erp_connector.clone(),
+            business_central.is_some(),
+        );
         let receivers = ReceiverServer::start(options.receiver_port, receivers).await?;
         storefront.set_webhook_url(Some(receivers.url("storefront")));
         match &erpnext {
@@ -194,6 +226,26 @@ impl LocalStack {
             };
             systems.insert(system, connection.client()?);
         }
+        let business_central_client = match &business_central {
+            Some(sandbox) => {
+                let config = BusinessCentralConfig::new(
+                    "erp",
+                    rules.integration.clone(),
+                    sandbox.base_url(),
+                    sandbox.company_id(),
+                    Secret::new(BUSINESS_CENTRAL_TOKEN),
+                );
+                let client = BusinessCentralClient::new(config).map_err(|source| {
+                    fieldsync_lambda::config::ConfigError::Connector {
+                        system: SystemId::new("erp"),
+                        source,
+                    }
+                })?;
+                systems.insert(SystemId::new("erp"), Arc::new(client.clone()));
+                Some(client)
+            }
+            None => None,
+        };
         if let (Some(erpnext), Some(connector)) = (&erpnext, &options.erp_connector) {
             let connection = Connection {
                 system: SystemId::new("erp"),
@@ -215,11 +267,25 @@ impl LocalStack {
             reconciler,
             activity.clone(),
         ));
+        // Business Central checks the notification URL with a handshake before it creates the
+        // subscription, so the receivers must already run.
+        if let Some(client) = &business_central_client {
+            ensure_items_subscription(
+                client,
+                &rules.integration,
+                &SystemId::new("erp"),
+                &receivers.url("erp"),
+                BUSINESS_CENTRAL_CLIENT_STATE,
+                queue.as_ref(),
+            )
+            .await?;
+        }
 
         Ok(Self {
             storefront,
             erp,
             erpnext,
+            business_central,
             store,
             queue,
             backlog,
@@ -246,12 +312,47 @@ impl LocalStack {
             if let Some(erpnext) = &self.erpnext {
                 erpnext.wait_for_deliveries_idle().await;
             }
+            if let Some(business_central) = &self.business_central {
+                business_central.wait_for_deliveries_idle().await;
+            }
             let idle = self.pending().await == 0 && !self.activity.busy() && self.receivers.idle_for() >= quiet;
             if idle && self.activity.idle_for() >= quiet {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Renews the Business Central subscription, or creates it again and catches up when it is
+    /// gone, as the scheduled renewer does in AWS.
+    pub async fn renew_business_central_subscription(
+        &self,
+    ) -> Result<Option<fieldsync_connectors::business_central::Ensured>, LocalError> {
+        let Some(sandbox) = &self.business_central else {
+            return Ok(None);
+        };
+        let config = BusinessCentralConfig::new(
+            "erp",
+            self.rules.integration.clone(),
+            sandbox.base_url(),
+            sandbox.company_id(),
+            Secret::new(BUSINESS_CENTRAL_TOKEN),
+        );
+        let client =
+            BusinessCentralClient::new(config).map_err(|source| fieldsync_lambda::config::ConfigError::Connector {
+                system: SystemId::new("erp"),
+                source,
+            })?;
+        let ensured = ensure_items_subscription(
+            &client,
+            &self.rules.integration,
+            &SystemId::new("erp"),
+            &self.receivers.url("erp"),
+            BUSINESS_CENTRAL_CLIENT_STATE,
+            self.queue.as_ref(),
+        )
+        .await?;
+        Ok(Some(ensured))
     }
 
     /// Returns how many messages wait or are in flight on the queue.
@@ -290,6 +391,9 @@ impl LocalStack {
         self.receivers.shutdown();
         self.storefront.shutdown().await;
         self.erp.shutdown().await;
+        if let Some(business_central) = &self.business_central {
+            business_central.shutdown().await;
+        }
         if let Some(erpnext) = &self.erpnext {
             erpnext.shutdown().await;
         }
@@ -353,6 +457,7 @@ fn receivers_for(
     rules: &Rules,
     queue: Arc<dyn Queue>,
     erp_connector: Option<Arc<ConnectorFile>>,
+    business_central: bool,
 ) -> BTreeMap<String, Receiver> {
     let storefront = ShopifyFormat {
         integration: rules.integration.clone(),
@@ -360,6 +465,11 @@ fn receivers_for(
         secrets: vec![Secret::new(STOREFRONT_WEBHOOK_SECRET)],
     };
     let erp: Arc<dyn fieldsync_core::WebhookFormat> = match erp_connector {
+        _ if business_central => Arc::new(BusinessCentralFormat::new(
+            rules.integration.clone(),
+            SystemId::new("erp"),
+            vec![Secret::new(BUSINESS_CENTRAL_CLIENT_STATE)],
+        )),
         Some(connector) => Arc::new(GenericFormat {
             integration: rules.integration.clone(),
             source: SystemId::new("erp"),

@@ -30,7 +30,7 @@ impl Default for BudgetConfig {
 }
 
 /// A sliding window of request start times and a cap on requests in flight. The limits hold
-/// within one process; every reconciler instance has its own budget, so the SQS event source's
+/// within one process. Every reconciler instance has its own budget, so the SQS event source's
 /// maximum concurrency times this budget must stay within the environment's limits.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestBudget {

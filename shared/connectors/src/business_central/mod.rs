@@ -8,9 +8,9 @@
 //! `displayName2` as `meta_title`, and the item's `lastModifiedDateTime` as its time.
 //!
 //! Writes read the item for its `@odata.etag` and send the PATCH with `If-Match`. A 412 means a
-//! user changed the item in between: the client reads it again and retries, up to
-//! [`BusinessCentralConfig::max_conflict_attempts`] times, which is safe because writes carry
-//! absolute values, and the user's change arrives as its own notification to be decided. A
+//! user changed the item in between, so the client reads it again and retries, up to
+//! [`BusinessCentralConfig::max_conflict_attempts`] times. Retrying is safe because writes carry
+//! absolute values. The user's change arrives as its own notification to be decided. A
 //! create posts the item with its number, and a create retried after a lost response finds the
 //! item by number instead of failing on the duplicate.
 //!

@@ -1,7 +1,7 @@
 //! Business Central webhook subscriptions: create, renew, list.
 //!
 //! A subscription expires three days after it was created or last renewed, and Business Central
-//! deletes it early after a 4xx answer from the receiver. [`ensure_subscription`] renews fieldsync's
+//! deletes it early after a 4xx response from the receiver. [`ensure_subscription`] renews fieldsync's
 //! subscription when it exists and creates it again when it is gone; the caller then catches up
 //! on what changed while it was missing, because Business Central keeps no backlog.
 
@@ -24,7 +24,7 @@ pub struct Subscription {
     etag: String,
 }
 
-/// What [`ensure_subscription`] did.
+/// The outcome of [`ensure_subscription`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ensured {
     /// The subscription existed and now expires later.
@@ -53,7 +53,7 @@ impl BusinessCentralClient {
     }
 
     /// Creates a subscription. Business Central checks the URL first with a handshake, so the
-    /// receiver must already answer it.
+    /// receiver must already respond to it.
     pub async fn create_subscription(
         &self,
         notification_url: &str,
@@ -103,7 +103,7 @@ impl BusinessCentralClient {
             .subscriptions()
             .await?
             .into_iter()
-            .find(|found| found.notification_url == notification_url && found.resource == resource);
+            .find(|found| found.notification_url == notification_url && same_resource(&found.resource, resource));
         if let Some(existing) = existing {
             if let Some(renewed) = self.renew_subscription(&existing).await? {
                 return Ok(Ensured::Renewed(renewed));
@@ -115,10 +115,16 @@ impl BusinessCentralClient {
         Ok(Ensured::Created(created))
     }
 
-    /// Returns the items collection of the configured company, the resource to subscribe to.
+    /// Returns the items collection of the configured company, the resource to subscribe to,
+    /// with the leading slash of Business Central's own examples.
     pub fn items_resource(&self) -> String {
-        self.items_path()
+        format!("/{}", self.items_path())
     }
+}
+
+/// Compares resource paths with or without their leading slash.
+fn same_resource(left: &str, right: &str) -> bool {
+    left.trim_start_matches('/') == right.trim_start_matches('/')
 }
 
 fn subscription(wire: &Wire) -> Option<Subscription> {

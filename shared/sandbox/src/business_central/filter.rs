@@ -213,6 +213,7 @@ mod tests {
             id: "0a1b2c3d-0000-4000-8000-000000000001".to_owned(),
             number: number.to_owned(),
             display_name: "Mug, red".to_owned(),
+            display_name_2: String::new(),
             unit_price: Decimal::from_str("24.00").unwrap(),
             inventory: Decimal::from(3),
             last_modified: Utc.with_ymd_and_hms(2025, 6, 1, 8, minute, 0).unwrap(),

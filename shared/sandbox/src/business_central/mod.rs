@@ -13,7 +13,7 @@
 //!   `Authentication_InvalidCredentials` otherwise. Errors are `{"error":{"code","message"}}`.
 //! - `GET /api/v2.0/companies` and `companies({id})` with the one configured company.
 //! - Items under `companies({companyId})/items`: `id` (GUID), `number`, `displayName`,
-//!   `unitPrice`, `inventory` (read-only), `lastModifiedDateTime` (UTC, milliseconds) and a weak
+//!   `displayName2` (50 characters), `unitPrice`, `inventory` (read-only), `lastModifiedDateTime` (UTC, milliseconds) and a weak
 //!   `@odata.etag` that changes with every modification. Money and inventory are JSON numbers
 //!   read and written with their exact digits, never through `f64`.
 //!   - `GET items({id})` returns 200 or 404. `GET items` takes a `$filter` of `eq`, `ne`, `gt`,
@@ -289,6 +289,7 @@ impl Shared {
             id: new_uuid(),
             number: number.to_uppercase(),
             display_name: String::new(),
+            display_name_2: String::new(),
             unit_price: Decimal::ZERO,
             inventory: Decimal::ZERO,
             last_modified: now,

@@ -15,6 +15,9 @@ use crate::json_text::{decimal_raw, parse_decimal_number};
 const MAX_NUMBER_LEN: usize = 20;
 /// The maximum length of an item's display name, a `Text[100]` field in Business Central.
 const MAX_DISPLAY_NAME_LEN: usize = 100;
+
+/// The length of Business Central's `Description 2` (`displayName2`).
+const MAX_DISPLAY_NAME_2_LEN: usize = 50;
 /// The maximum length of a subscription's `clientState`, as the subscription docs give it.
 pub(crate) const MAX_CLIENT_STATE_LEN: usize = 2048;
 
@@ -26,6 +29,8 @@ pub struct Item {
     /// The item number, which fieldsync uses as the SKU.
     pub number: String,
     pub display_name: String,
+    /// The item's second description (`Description 2`).
+    pub display_name_2: String,
     pub unit_price: Decimal,
     /// Units in stock. The API cannot change it; the warehouse does, through
     /// [`super::BusinessCentralHandle::set_inventory_as_user`].
@@ -47,6 +52,7 @@ impl Item {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemEdit {
     pub display_name: Option<String>,
+    pub display_name_2: Option<String>,
     pub unit_price: Option<Decimal>,
     pub inventory: Option<Decimal>,
 }
@@ -57,6 +63,9 @@ impl ItemEdit {
         let before = item.clone();
         if let Some(display_name) = &self.display_name {
             item.display_name.clone_from(display_name);
+        }
+        if let Some(display_name_2) = &self.display_name_2 {
+            item.display_name_2.clone_from(display_name_2);
         }
         if let Some(unit_price) = self.unit_price {
             item.unit_price = unit_price;
@@ -116,6 +125,8 @@ struct ItemJson<'a> {
     number: &'a str,
     #[serde(rename = "displayName")]
     display_name: &'a str,
+    #[serde(rename = "displayName2")]
+    display_name_2: &'a str,
     #[serde(rename = "unitPrice")]
     unit_price: Box<RawValue>,
     inventory: Box<RawValue>,
@@ -132,6 +143,7 @@ pub(crate) fn item_json(item: &Item, context: Option<&str>) -> Box<RawValue> {
         id: &item.id,
         number: &item.number,
         display_name: &item.display_name,
+        display_name_2: &item.display_name_2,
         unit_price: decimal_raw(&item.unit_price),
         inventory: decimal_raw(&item.inventory),
         last_modified: millis(item.last_modified),
@@ -257,6 +269,7 @@ fn unknown(name: &str, entity: &str) -> BodyError {
 pub(crate) struct ItemWrite {
     pub(crate) number: Option<String>,
     pub(crate) display_name: Option<String>,
+    pub(crate) display_name_2: Option<String>,
     pub(crate) unit_price: Option<Decimal>,
 }
 
@@ -269,6 +282,7 @@ impl ItemWrite {
             match name.as_str() {
                 "number" => write.number = Some(text(&name, &raw, MAX_NUMBER_LEN)?),
                 "displayName" => write.display_name = Some(text(&name, &raw, MAX_DISPLAY_NAME_LEN)?),
+                "displayName2" => write.display_name_2 = Some(text(&name, &raw, MAX_DISPLAY_NAME_2_LEN)?),
                 "unitPrice" => write.unit_price = Some(money(&name, &raw)?),
                 "id" | "inventory" | "lastModifiedDateTime" => return Err(read_only(&name)),
                 _ => return Err(unknown(&name, "item")),
@@ -291,6 +305,9 @@ impl ItemWrite {
         }
         if let Some(display_name) = &self.display_name {
             item.display_name.clone_from(display_name);
+        }
+        if let Some(display_name_2) = &self.display_name_2 {
+            item.display_name_2.clone_from(display_name_2);
         }
         if let Some(unit_price) = self.unit_price {
             item.unit_price = unit_price;
