@@ -9,6 +9,8 @@
 //! - `fieldsync demo --pair shopify-businesscentral` plays it with Business Central, its thin
 //!   notifications and its subscription renewal.
 //! - `fieldsync dev` starts the same stack and keeps it running for webhooks sent by hand.
+//! - `fieldsync webhooks register --integration NAME` creates or renews Business Central's
+//!   subscription.
 //! - `fieldsync tasks` lists the open manual steps stored in a DynamoDB table.
 
 mod demo;
@@ -18,6 +20,7 @@ mod dlq;
 mod lifecycle;
 mod table;
 mod tasks;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -136,6 +139,12 @@ enum Command {
         #[command(subcommand)]
         action: dlq::Action,
     },
+    /// Create or renew webhook subscriptions where the platform has an API for them (Business
+    /// Central), with the functions' configuration variables.
+    Webhooks {
+        #[command(subcommand)]
+        action: webhooks::Action,
+    },
 }
 
 #[tokio::main]
@@ -157,6 +166,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Dlq { action } => dlq::run(action).await,
+        Command::Webhooks { action } => webhooks::run(&local_options(&cli)?.rules, action).await,
         Command::Demo {
             story: Story::OrderLifecycle,
             pair,

@@ -271,3 +271,93 @@ async fn dlq_list_and_redrive_on_moto() {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].group_id, "demo/product/MUG-RED");
 }
+
+/// Registers against a Business Central sandbox whose notification URL is the local stack's
+/// receiver, which answers the handshake: a live subscription is renewed, and an expired one is
+/// created again with a catch-up notice on the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_register_renews_or_recreates_business_central() {
+    let Some(sqs_endpoint) = endpoint("FIELDSYNC_SQS_ENDPOINT") else {
+        return;
+    };
+    let (_, sqs) = fieldsync_aws::local_clients("http://127.0.0.1:9", &sqs_endpoint);
+    let name = format!("fieldsync-webhooks-test-{}", std::process::id());
+    let queue = SqsQueue::create_fifo_pair(sqs, &name, 5, 30).await.unwrap();
+
+    let rules_file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/rules/shopify-businesscentral.toml"
+    );
+    let rules = fieldsync_core::Rules::parse(rules_file, &std::fs::read_to_string(rules_file).unwrap()).unwrap();
+    let mut options = fieldsync_local::LocalOptions::new(rules);
+    options.business_central = Some(fieldsync_sandbox::business_central::BusinessCentralConfig::default());
+    let stack = fieldsync_local::LocalStack::start(options).await.unwrap();
+    let bc = stack.business_central.as_ref().unwrap();
+
+    let env: Vec<(String, String)> = [
+        ("AWS_ENDPOINT_URL_SQS", sqs_endpoint.clone()),
+        ("AWS_ACCESS_KEY_ID", fieldsync_aws::LOCAL_ACCESS_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", fieldsync_aws::LOCAL_ACCESS_KEY.to_owned()),
+        ("AWS_REGION", fieldsync_aws::LOCAL_REGION.to_owned()),
+        ("FIELDSYNC_RULES_FILE", rules_file.to_owned()),
+        ("FIELDSYNC_CONNECTIONS", "erp=business-central".to_owned()),
+        ("FIELDSYNC_ERP_BASE_URL", bc.base_url()),
+        (
+            "FIELDSYNC_ERP_TOKEN",
+            fieldsync_local::BUSINESS_CENTRAL_TOKEN.to_owned(),
+        ),
+        ("FIELDSYNC_ERP_COMPANY_ID", bc.company_id().to_owned()),
+        ("FIELDSYNC_ERP_NOTIFICATION_URL", stack.receivers.url("erp")),
+        (
+            "FIELDSYNC_ERP_CLIENT_STATE",
+            fieldsync_local::BUSINESS_CENTRAL_CLIENT_STATE.to_owned(),
+        ),
+        ("FIELDSYNC_QUEUE_URL", queue.queue_url().to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    let register = || {
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || {
+            let pairs: Vec<(&str, &str)> = env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            fieldsync(&["webhooks", "register", "--integration", "demo"], &pairs)
+        })
+    };
+
+    let renewed = register().await.unwrap();
+    let stdout = String::from_utf8_lossy(&renewed.stdout);
+    assert!(
+        renewed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&renewed.stderr)
+    );
+    assert!(
+        stdout.contains("erp: renewed Business Central subscription"),
+        "{stdout}"
+    );
+    assert_eq!(bc.subscriptions().len(), 1);
+
+    for subscription in bc.subscriptions() {
+        bc.expire_subscription(&subscription.subscription_id).unwrap();
+    }
+    let created = register().await.unwrap();
+    let stdout = String::from_utf8_lossy(&created.stdout);
+    assert!(
+        created.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(
+        stdout.contains("erp: created Business Central subscription"),
+        "{stdout}"
+    );
+    assert_eq!(bc.subscriptions().len(), 1);
+    let queued = queue.receive(10).await.unwrap();
+    assert_eq!(queued.len(), 1, "one catch-up notice");
+    assert!(queued[0].body.contains("\"kind\":\"collection\""), "{}", queued[0].body);
+    stack.shutdown().await;
+}

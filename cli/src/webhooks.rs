@@ -1,0 +1,103 @@
+//! `fieldsync webhooks register`: create or renew the webhook subscriptions of an integration
+//! where the platform has an API for it.
+//!
+//! Business Central subscriptions are created through its API and must be renewed within three
+//! days; the command renews a live one, or creates it again and queues a catch-up read of what
+//! changed while none existed (see `fieldsync_lambda::subscriptions`). Shopify subscriptions
+//! belong to the app and are declared in its configuration file (docs/deploy.md), so the command
+//! only names them.
+//!
+//! Configuration comes from the same variables the functions read: `FIELDSYNC_CONNECTIONS` and
+//! each system's `FIELDSYNC_<SYSTEM>_BASE_URL`, `_TOKEN` and `_COMPANY_ID`, plus
+//! `FIELDSYNC_<SYSTEM>_NOTIFICATION_URL` (the stack's webhook URL for that side),
+//! `FIELDSYNC_<SYSTEM>_CLIENT_STATE` and `FIELDSYNC_QUEUE_URL`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use fieldsync_aws::SqsQueue;
+use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig, Ensured};
+use fieldsync_core::{Rules, Secret};
+use fieldsync_lambda::config::{connections_from_env, ConnectorKind, Environment, ProcessEnvironment};
+use fieldsync_lambda::subscriptions::ensure_items_subscription;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Action {
+    /// Create or renew the integration's subscriptions.
+    Register {
+        /// The integration, as named in the rules file.
+        #[arg(long)]
+        integration: String,
+    },
+}
+
+pub(crate) async fn run(rules: &Rules, action: &Action) -> anyhow::Result<ExitCode> {
+    let Action::Register { integration } = action;
+    anyhow::ensure!(
+        *integration == rules.integration,
+        "the rules file is for integration {:?}, not {integration:?}",
+        rules.integration
+    );
+    let env = ProcessEnvironment;
+    for connection in connections_from_env(&env, rules)? {
+        let prefix = format!(
+            "FIELDSYNC_{}",
+            connection.system.as_str().to_ascii_uppercase().replace('-', "_")
+        );
+        match connection.connector {
+            ConnectorKind::BusinessCentral => {
+                let company_id = env.require(&format!("{prefix}_COMPANY_ID"))?;
+                let notification_url = env.require(&format!("{prefix}_NOTIFICATION_URL"))?;
+                let client_state = env.require(&format!("{prefix}_CLIENT_STATE"))?;
+                let queue_url = env.require("FIELDSYNC_QUEUE_URL")?;
+                let config = BusinessCentralConfig::new(
+                    connection.system.clone(),
+                    integration.clone(),
+                    connection.base_url.clone(),
+                    company_id,
+                    Secret::new(connection.token.expose()),
+                );
+                let client = BusinessCentralClient::new(config)?;
+                let sqs = aws_sdk_sqs::Client::new(&fieldsync_aws::sdk_config().await);
+                let queue = SqsQueue::new(sqs, queue_url, None);
+                let ensured = ensure_items_subscription(
+                    &client,
+                    integration,
+                    &connection.system,
+                    &notification_url,
+                    &client_state,
+                    &queue,
+                )
+                .await
+                .with_context(|| format!("cannot register the {} subscription", connection.system))?;
+                match ensured {
+                    Ensured::Renewed(subscription) => println!(
+                        "{}: renewed Business Central subscription {} until {}",
+                        connection.system,
+                        subscription.id,
+                        expiry(subscription.expires_at)
+                    ),
+                    Ensured::Created(subscription) => println!(
+                        "{}: created Business Central subscription {} until {}; queued a catch-up read of the items",
+                        connection.system,
+                        subscription.id,
+                        expiry(subscription.expires_at)
+                    ),
+                }
+            }
+            ConnectorKind::Shopify => println!(
+                "{}: Shopify webhook subscriptions are declared in the app's configuration file (docs/deploy.md)",
+                connection.system
+            ),
+            ConnectorKind::ErpRest | ConnectorKind::Generic => println!(
+                "{}: this platform's webhooks are configured in the platform itself (docs/deploy.md)",
+                connection.system
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn expiry(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.map_or_else(|| "an unknown time".to_owned(), |at| at.to_rfc3339())
+}
