@@ -2,7 +2,7 @@
 //! where the platform has an API for it.
 //!
 //! Business Central subscriptions are created through its API and must be renewed within three
-//! days; the command renews a live one, or creates it again and queues a catch-up read of what
+//! days. The command renews a live one, or creates it again and queues a catch-up read of what
 //! changed while none existed (see `fieldsync_lambda::subscriptions`). Shopify subscriptions
 //! belong to the app and are declared in its configuration file (docs/deploy.md), so the command
 //! only names them.
