@@ -14,6 +14,7 @@ FUNCTIONS = {
     "EcommerceWebhookFunction": "ecommerce-webhook",
     "ErpWebhookFunction": "erp-webhook",
     "ReconcilerFunction": "reconciler",
+    "SubscriptionRenewerFunction": "subscription-renewer",
 }
 
 ALARMS = [
@@ -151,6 +152,10 @@ def main(path):
         check(f"alarm {alarm} notifies the alarm topic",
               refs(properties.get("AlarmActions")) == {"AlarmTopicArn"} and refs(properties.get("OKActions")) == {"AlarmTopicArn"})
         check(f"alarm {alarm} has a runbook entry", re.search(rf"^#+ .*\b{alarm}\b", runbook, re.MULTILINE) is not None)
+    renewer = resources["SubscriptionRenewerFunction"]
+    schedules = [e["Properties"].get("Schedule") for e in renewer["Properties"]["Events"].values() if e["Type"] == "Schedule"]
+    check("subscription renewer runs at least daily", schedules == ["rate(12 hours)"])
+    check("subscription renewer exists only for Business Central", renewer.get("Condition") == "IsBusinessCentral")
     check("dashboard exists", resources.get("Dashboard", {}).get("Type") == "AWS::CloudWatch::Dashboard")
 
     if failures:

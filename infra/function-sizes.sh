@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the three Lambda functions with the release profile (stripped, thin LTO, see the
+# Builds the four Lambda functions with the release profile (stripped, thin LTO, see the
 # workspace Cargo.toml) and prints each binary's size, the figure docs/benchmarks.md reports.
 # The build is for this machine's target; `sam build` cross-compiles the same code for Lambda
 # with cargo-lambda, so sizes there differ by the architecture only.
@@ -7,7 +7,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly FUNCTIONS=(ecommerce-webhook erp-webhook reconciler)
+readonly FUNCTIONS=(ecommerce-webhook erp-webhook reconciler subscription-renewer)
 
 packages=()
 for function in "${FUNCTIONS[@]}"; do

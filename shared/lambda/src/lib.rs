@@ -9,6 +9,7 @@ pub mod config;
 pub mod metrics;
 pub mod receiver;
 pub mod reconciler;
+pub mod renewer;
 pub mod subscriptions;
 
 /// Installs the tracing subscriber: JSON lines for CloudWatch, level from `RUST_LOG` (default
