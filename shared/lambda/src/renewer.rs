@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use crate::config::{connections_from_env, ConfigError, ConnectorKind, Environment};
 use crate::subscriptions::ensure_items_subscription;
 
-/// What the renewer needs: the client, the URL Business Central notifies, the clientState new
-/// subscriptions get, and the queue for a catch-up.
+/// The renewer's dependencies: the client, the URL Business Central notifies, the clientState
+/// new subscriptions get, and the queue for a catch-up.
 #[derive(Debug)]
 pub struct Renewer {
     pub integration: String,
@@ -26,7 +26,7 @@ pub struct Renewer {
 impl Renewer {
     /// Reads the Business Central connection from `FIELDSYNC_CONNECTIONS` and the variables
     /// `FIELDSYNC_<SYSTEM>_NOTIFICATION_URL` and `FIELDSYNC_<SYSTEM>_CLIENT_STATE`. During a
-    /// rotation the client state holds two comma-separated values, and new subscriptions get
+    /// rotation the client state contains two comma-separated values, and new subscriptions get
     /// the last one.
     pub fn from_env(
         env: &dyn Environment,
