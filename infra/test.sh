@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs everything CI checks, on a fresh machine too: installs and starts DynamoDB Local and moto
 # on 127.0.0.1 (infra/emulators.sh), then formatting, the template checks, clippy, the functions
-# under `cargo lambda watch`, their release builds with sizes, and every test of the workspace.
+# under `cargo lambda watch`, and every test of the workspace. The functions' release builds and
+# sizes are a benchmark (infra/function-sizes.sh, docs/benchmarks.md): they take several minutes.
 # Emulators this script started are stopped at the end; ones already running are left alone.
 set -euo pipefail
 
@@ -42,9 +43,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo lambda watch"
 infra/lambda-watch-test.sh
-
-echo "== release builds of the functions"
-infra/function-sizes.sh
 
 echo "== cargo test"
 log=$(mktemp)
