@@ -84,6 +84,18 @@ async fn old_client_state_gets_202_and_is_dropped() {
 }
 
 #[tokio::test]
+async fn url_of_another_integration_gets_202_never_404() {
+    let queue = Arc::new(EmbeddedQueue::new(QueueSettings::default()));
+    let receiver = Receiver {
+        integration: "other".into(),
+        ..receiver(queue.clone(), &["cs-OLD"])
+    };
+    let response = handle(&receiver, request(NOTIFICATION, "", &[])).await.unwrap();
+    assert_eq!(status_and_body(&response).0, 202);
+    assert!(queue.is_empty());
+}
+
+#[tokio::test]
 async fn malformed_notification_gets_202_never_400() {
     let queue = Arc::new(EmbeddedQueue::new(QueueSettings::default()));
     let response = handle(&receiver(queue.clone(), &["cs-NEW"]), request("{\"value\": ", "", &[]))

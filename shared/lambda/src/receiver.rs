@@ -39,8 +39,14 @@ pub async fn handle(receiver: &Receiver, request: Request) -> Result<Response<Bo
             expected = receiver.integration,
             "webhook for another integration"
         );
+        // A sender that punishes 4xx (Business Central deletes the subscription) gets its
+        // success status instead, and the log line above.
+        let status = match receiver.format.malformed_status() {
+            status if status < 400 => status,
+            _ => 404,
+        };
         let response = Response::builder()
-            .status(404)
+            .status(status)
             .header(CONTENT_TYPE, "application/json")
             .body(Body::Text(
                 serde_json::json!({ "error": "unknown integration" }).to_string(),

@@ -151,6 +151,7 @@ impl Reconciler {
         // Notices of a resource whose read failed: later notices of it in this batch fail too,
         // so SQS FIFO redelivers them in order.
         let mut failed_resources: Vec<String> = Vec::new();
+        let mut read_in_batch: BTreeMap<String, Vec<ChangeSet>> = BTreeMap::new();
         for item in items {
             let changes = match message::decode_queued(&item.body) {
                 Ok(Queued::Change(change)) => vec![change],
@@ -159,17 +160,34 @@ impl Reconciler {
                         report.failed.push(item.message_id.clone());
                         continue;
                     }
-                    match self.resolve(&notice).await {
-                        Ok(changes) => changes,
-                        Err(error) => {
-                            if let SystemError::RateLimited { retry_after, .. } = &error {
-                                report.retry_after =
-                                    report.retry_after.max(*retry_after).or(Some(Duration::from_secs(1)));
+                    // A read returns the resource's latest state, so later notices of the same
+                    // resource in this batch reuse it instead of reading again.
+                    if let Some(read) = read_in_batch.get(&notice.resource) {
+                        read.iter()
+                            .cloned()
+                            .map(|mut change: ChangeSet| {
+                                change.event_id.clone_from(&notice.event_id);
+                                change
+                            })
+                            .collect()
+                    } else {
+                        match self.resolve(&notice).await {
+                            Ok(changes) => {
+                                if notice.kind != NoticeKind::Collection {
+                                    read_in_batch.insert(notice.resource.clone(), changes.clone());
+                                }
+                                changes
                             }
-                            warn!(message_id = item.message_id, resource = notice.resource, error = %ErrorChain(&error), "resource read failed; will retry");
-                            failed_resources.push(notice.group_id());
-                            report.failed.push(item.message_id.clone());
-                            continue;
+                            Err(error) => {
+                                if let SystemError::RateLimited { retry_after, .. } = &error {
+                                    report.retry_after =
+                                        report.retry_after.max(*retry_after).or(Some(Duration::from_secs(1)));
+                                }
+                                warn!(message_id = item.message_id, resource = notice.resource, error = %ErrorChain(&error), "resource read failed; will retry");
+                                failed_resources.push(notice.group_id());
+                                report.failed.push(item.message_id.clone());
+                                continue;
+                            }
                         }
                     }
                 }

@@ -130,6 +130,20 @@ impl BusinessCentralClient {
             .map_err(|error| unavailable(self.system(), UnexpectedResponse(format!("bad resource path: {error}"))))
     }
 
+    /// Tells whether a resource a notice names lies inside the configured company's API, so
+    /// that a forged notice cannot send the access token to another host, environment or
+    /// company: a relative path under `api/v2.0/companies(<id>)/`, without `..` segments.
+    fn is_own_resource(&self, resource: &str) -> bool {
+        let path = resource.trim_start_matches('/');
+        let prefix = format!("api/v2.0/companies({})/", self.config.company_id);
+        path.starts_with(&prefix)
+            && !path.contains("://")
+            && !path
+                .split(['/', '?'])
+                .any(|segment| segment == ".." || segment.contains('\\'))
+            && self.url(path).is_ok_and(|url| same_origin(&url, &self.base))
+    }
+
     /// Sends one request within the budget and reads the whole response.
     async fn send(
         &self,
@@ -218,6 +232,13 @@ impl BusinessCentralClient {
                     url = reqwest::Url::parse(next).map_err(|error| {
                         unavailable(self.system(), UnexpectedResponse(format!("bad nextLink: {error}")))
                     })?;
+                    // The token goes only to the API it was issued for.
+                    if !same_origin(&url, &self.base) {
+                        return Err(unavailable(
+                            self.system(),
+                            UnexpectedResponse(format!("nextLink {next} points to another host")),
+                        ));
+                    }
                 }
                 None => return Ok(items),
             }
@@ -347,6 +368,13 @@ fn render(body: &BTreeMap<&'static str, Box<RawValue>>) -> String {
     format!("{{{}}}", members.join(","))
 }
 
+/// Tells whether two URLs share scheme, host and port.
+fn same_origin(left: &reqwest::Url, right: &reqwest::Url) -> bool {
+    left.scheme() == right.scheme()
+        && left.host_str() == right.host_str()
+        && left.port_or_known_default() == right.port_or_known_default()
+}
+
 fn parse(system: &SystemId, body: &[u8]) -> Result<Wire, SystemError> {
     Wire::parse(body).map_err(|error| unavailable(system, UnexpectedResponse(format!("body is not JSON: {error}"))))
 }
@@ -374,6 +402,16 @@ impl SystemClient for BusinessCentralClient {
     }
 
     async fn fetch(&self, notice: &Notice) -> Result<Vec<ChangeSet>, SystemError> {
+        if !self.is_own_resource(&notice.resource) {
+            // Retrying cannot make the resource acceptable, so the notice is dropped here.
+            tracing::warn!(
+                security = true,
+                resource = notice.resource,
+                event_id = notice.event_id,
+                "notice names a resource outside the configured company; dropped without a request"
+            );
+            return Ok(Vec::new());
+        }
         let items = match notice.kind {
             NoticeKind::Deleted => return Ok(Vec::new()),
             NoticeKind::Collection => {
@@ -389,5 +427,40 @@ impl SystemClient for BusinessCentralClient {
             }
         };
         Ok(items.iter().filter_map(|item| self.change(notice, item)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> BusinessCentralClient {
+        let config = BusinessCentralConfig::new(
+            "erp",
+            "demo",
+            "https://api.businesscentral.dynamics.com/v2.0/tenant/production",
+            "11111111-2222-3333-4444-555555555555",
+            Secret::new("token"),
+        );
+        BusinessCentralClient::new(config).unwrap()
+    }
+
+    #[test]
+    fn only_resources_of_the_company_are_read() {
+        let client = client();
+        let own = "api/v2.0/companies(11111111-2222-3333-4444-555555555555)/items(aaaa)";
+        assert!(client.is_own_resource(own));
+        assert!(client.is_own_resource(&format!("/{own}")));
+        let collection = "/api/v2.0/companies(11111111-2222-3333-4444-555555555555)/items?$filter=x";
+        assert!(client.is_own_resource(collection));
+        for forged in [
+            "http://127.0.0.1:18999/steal/items(aaaa)",
+            "//127.0.0.1:18999/api/v2.0/companies(11111111-2222-3333-4444-555555555555)/items(a)",
+            "api/v2.0/companies(99999999-2222-3333-4444-555555555555)/items(aaaa)",
+            "api/v2.0/companies(11111111-2222-3333-4444-555555555555)/../../other/items(a)",
+            "api/v2.0/companies(11111111-2222-3333-4444-555555555555)/https://127.0.0.1/x",
+        ] {
+            assert!(!client.is_own_resource(forged), "{forged}");
+        }
     }
 }
