@@ -446,6 +446,26 @@ mod tests {
     }
 
     #[test]
+    fn money_goes_to_business_central_as_a_number() {
+        let write = OutboundWrite {
+            id: 1,
+            claimed_until: None,
+            target: SystemId::new("erp"),
+            record: RecordKey::new("demo", "product", "MUG-RED"),
+            kind: fieldsync_core::WriteKind::Update,
+            target_id: None,
+            fields: BTreeMap::from([
+                (FieldName::new("price"), FieldValue::Money("5.00".parse().unwrap())),
+                (FieldName::new("name"), FieldValue::Text("Red mug".into())),
+            ]),
+            changed_at: chrono::Utc::now(),
+            parked_on: Vec::new(),
+        };
+        let body = render(&item_body(&SystemId::new("erp"), &write).unwrap());
+        assert_eq!(body, r#"{"displayName":"Red mug","unitPrice":5.00}"#);
+    }
+
+    #[test]
     fn only_resources_of_the_company_are_read() {
         let client = client();
         let own = "api/v2.0/companies(11111111-2222-3333-4444-555555555555)/items(aaaa)";
