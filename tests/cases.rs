@@ -263,3 +263,51 @@ async fn case6_echo_is_suppressed_and_other_fields_flow() {
     assert!(stack.queue.dead_letters().await.unwrap().is_empty());
     stack.shutdown().await;
 }
+
+/// Shopify's calculated-cost bucket made small: the ERP creates a dozen items at once, the
+/// storefront answers part of the writes `THROTTLED`, and the reconciler retries them after the
+/// wait the bucket reports until every product exists, with nothing in the dead-letter queue.
+#[tokio::test]
+async fn storefront_throttling_backs_off_and_loses_nothing() {
+    use fieldsync_local::{LocalOptions, LocalStack};
+    use fieldsync_sandbox::erp::ItemEdit;
+    use fieldsync_sandbox::storefront::ThrottleConfig;
+
+    let mut options = LocalOptions::new(fieldsync_tests::rules());
+    options.queue.max_receive_count = 50;
+    options.storefront_throttle = ThrottleConfig {
+        bucket_size_points: 40.0,
+        restore_rate_points_per_sec: 40.0,
+    };
+    let stack = LocalStack::start(options).await.unwrap();
+
+    let skus: Vec<String> = (1..=12).map(|n| format!("PLATE-{n:02}")).collect();
+    for (n, sku) in skus.iter().enumerate() {
+        stack.erp.upsert_item_as_user(
+            sku,
+            ItemEdit {
+                description: Some(format!("Plate {n}")),
+                unit_price: Some(rust_decimal::Decimal::new(500 + n as i64, 2)),
+                inventory: Some(n as i64),
+                ..ItemEdit::default()
+            },
+        );
+    }
+    stack.settle(std::time::Duration::from_secs(90)).await.unwrap();
+
+    assert!(stack.storefront.throttled_count() > 0, "the bucket never ran dry");
+    for (n, sku) in skus.iter().enumerate() {
+        let price = stack
+            .storefront
+            .product_by_sku(sku)
+            .and_then(|product| product.variants.into_iter().find(|variant| &variant.sku == sku))
+            .map(|variant| variant.price.to_string());
+        assert_eq!(price, Some(format!("5.{n:02}")), "{sku}");
+    }
+    assert_eq!(stack.dead_letters().await, 0);
+    println!(
+        "storefront throttling: {} requests throttled, 12 of 12 products created",
+        stack.storefront.throttled_count()
+    );
+    stack.shutdown().await;
+}

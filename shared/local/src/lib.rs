@@ -35,7 +35,7 @@ use fieldsync_sandbox::business_central::{
 };
 use fieldsync_sandbox::erp::{ErpConfig, ErpHandle, ErpSandbox};
 use fieldsync_sandbox::erpnext::{ErpNextConfig, ErpNextHandle, ErpNextSandbox};
-use fieldsync_sandbox::storefront::{StorefrontConfig, StorefrontHandle, StorefrontSandbox};
+use fieldsync_sandbox::storefront::{StorefrontConfig, StorefrontHandle, StorefrontSandbox, ThrottleConfig};
 use tokio::task::JoinHandle;
 
 pub use receivers::ReceiverServer;
@@ -110,6 +110,8 @@ pub struct LocalOptions {
     /// Settings of a Business Central sandbox that is the `erp` system instead, reached through
     /// the Business Central connector and a webhook subscription; its token is the demo's.
     pub business_central: Option<BusinessCentralSandboxConfig>,
+    /// The storefront sandbox's query cost bucket.
+    pub storefront_throttle: ThrottleConfig,
 }
 
 impl LocalOptions {
@@ -127,6 +129,7 @@ impl LocalOptions {
             erp_connector: None,
             erpnext: ErpNextConfig::default(),
             business_central: None,
+            storefront_throttle: ThrottleConfig::default(),
         }
     }
 }
@@ -156,6 +159,7 @@ impl LocalStack {
         let storefront = StorefrontSandbox::start(StorefrontConfig {
             access_token: STOREFRONT_TOKEN.to_owned(),
             webhook_secret: STOREFRONT_WEBHOOK_SECRET.to_owned(),
+            throttle: options.storefront_throttle,
             ..StorefrontConfig::default()
         })
         .await?;

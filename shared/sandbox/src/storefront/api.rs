@@ -84,6 +84,7 @@ async fn graphql(
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     if !bucket.try_reserve(requested, now) {
+        shared.throttled.fetch_add(1, Ordering::SeqCst);
         let cost = bucket.cost_extension(
             QueryCost {
                 requested,

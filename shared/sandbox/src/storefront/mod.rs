@@ -200,6 +200,7 @@ impl StorefrontSandbox {
                 retry_after_secs: config.http_429_retry_after_secs,
             }),
             api_writes: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
             dispatcher,
         });
         let server = RunningServer::start(api::router(Arc::clone(&shared)), "storefront").await?;
@@ -215,6 +216,8 @@ pub(crate) struct Shared {
     bucket: Mutex<CostBucket>,
     forced_429: Mutex<Forced429>,
     api_writes: AtomicU64,
+    /// GraphQL requests refused with `THROTTLED` because the cost bucket could not pay them.
+    throttled: AtomicU64,
     dispatcher: Arc<Dispatcher>,
 }
 
@@ -360,6 +363,11 @@ impl StorefrontHandle {
     /// they returned user errors or changed anything.
     pub fn api_write_count(&self) -> u64 {
         self.shared.api_writes.load(Ordering::SeqCst)
+    }
+
+    /// Returns how many GraphQL requests the cost bucket refused with `THROTTLED`.
+    pub fn throttled_count(&self) -> u64 {
+        self.shared.throttled.load(Ordering::SeqCst)
     }
 
     /// Returns every webhook delivery attempt so far, oldest first.
