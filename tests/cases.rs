@@ -264,8 +264,8 @@ async fn case6_echo_is_suppressed_and_other_fields_flow() {
     stack.shutdown().await;
 }
 
-/// Shopify's calculated-cost bucket made small: the ERP creates a dozen items at once, the
-/// storefront answers part of the writes `THROTTLED`, and the reconciler retries them after the
+/// Shopify's calculated-cost bucket made small: the ERP creates a dozen items at once, and the
+/// storefront refuses part of the writes with `THROTTLED`. The reconciler retries them after the
 /// wait the bucket reports until every product exists, with nothing in the dead-letter queue.
 #[tokio::test]
 async fn storefront_throttling_backs_off_and_loses_nothing() {
