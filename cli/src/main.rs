@@ -133,6 +133,11 @@ enum Command {
         /// Port of the webhook receiver on 127.0.0.1.
         #[arg(long, default_value_t = 8787)]
         port: u16,
+        /// The ERP behind the `erp` receiver: the signed-JSON ERP, or the Business Central
+        /// sandbox (with its subscription and the pair's rules when `--rules` is left at its
+        /// default).
+        #[arg(long, value_enum, default_value_t = Pair::ShopifyErp)]
+        pair: Pair,
     },
     /// Inspect or redrive the dead-letter queue of a deployed (or emulated) SQS queue pair.
     Dlq {
@@ -210,10 +215,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             demo_generic::run(options).await
         }
-        Command::Dev { port } => {
+        Command::Dev { port, pair } => {
+            let options = match pair {
+                Pair::ShopifyErp => local_options(&cli)?,
+                Pair::ShopifyBusinessCentral => {
+                    let mut options = if cli.rules == Path::new(DEFAULT_RULES) {
+                        local_options_with(&cli, Path::new(BUSINESS_CENTRAL_RULES))?
+                    } else {
+                        local_options(&cli)?
+                    };
+                    options.business_central = Some(BusinessCentralSandboxConfig::default());
+                    options
+                }
+                Pair::ShopifyGeneric => anyhow::bail!("dev runs --pair shopify-erp or shopify-businesscentral"),
+            };
             dev(LocalOptions {
                 receiver_port: *port,
-                ..local_options(&cli)?
+                ..options
             })
             .await
         }
@@ -252,14 +270,27 @@ async fn dev(options: LocalOptions) -> anyhow::Result<ExitCode> {
         stack.storefront.base_url()
     );
     println!(
-        "  ERP sandbox:         {} (state: GET /_sandbox/state)",
-        stack.erp.base_url()
-    );
-    println!(
         "  storefront webhook secret: {}",
         fieldsync_local::STOREFRONT_WEBHOOK_SECRET
     );
-    println!("  ERP webhook secret:        {}", fieldsync_local::ERP_WEBHOOK_SECRET);
+    if stack.business_central.is_none() {
+        println!(
+            "  ERP sandbox:         {} (state: GET /_sandbox/state)",
+            stack.erp.base_url()
+        );
+        println!("  ERP webhook secret:        {}", fieldsync_local::ERP_WEBHOOK_SECRET);
+    }
+    if let Some(business_central) = &stack.business_central {
+        println!(
+            "  Business Central sandbox: {} (company {}, state: GET /_sandbox/state)",
+            business_central.base_url(),
+            business_central.company_id()
+        );
+        println!(
+            "  Business Central clientState: {} (the erp receiver takes its notifications)",
+            fieldsync_local::BUSINESS_CENTRAL_CLIENT_STATE
+        );
+    }
     tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
     stack.shutdown().await;
     Ok(ExitCode::SUCCESS)
