@@ -133,7 +133,7 @@ async fn rotation_accepts_old_and_new_client_state() {
 }
 
 /// Plays Business Central with a request budget far below its real one, so reading what its
-/// notifications name meets 429s; fieldsync retries after `Retry-After` and loses no change.
+/// notifications name meets 429s. fieldsync retries after `Retry-After` and loses no change.
 #[tokio::test]
 async fn rate_limited_reads_back_off_and_lose_nothing() {
     use fieldsync_local::{LocalOptions, LocalStack};

@@ -100,7 +100,7 @@ async fn queue_down_gets_503_so_sender_retries() {
 }
 
 #[tokio::test]
-async fn url_of_another_integration_gets_404_and_enqueues_nothing() {
+async fn other_integration_url_gets_404() {
     let queue = Arc::new(EmbeddedQueue::new(QueueSettings::default()));
     let receiver = shopify_receiver(queue.clone(), SECRET);
     let signature = shopify_signature(SECRET, ORDER);

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use fieldsync_connectors::business_central::Ensured;
-use fieldsync_core::{FieldName, Outcome};
+use fieldsync_core::Outcome;
 use fieldsync_local::{LocalError, LocalOptions, LocalStack};
 use fieldsync_sandbox::business_central::{BusinessCentralHandle, Item, ItemEdit};
 use fieldsync_sandbox::storefront::{ProductEdit, ProductStatus};
 
 use crate::demo::{finish, heading, money, Checks};
-use crate::table::{describe, print_rows, storefront_value};
+use crate::table::{print_product_rows, storefront_value};
 
 const SKU: &str = "MUG-RED";
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -201,47 +201,8 @@ fn erp_value(item: Option<&Item>, field: &str) -> String {
 /// Prints one row per field: the value on each side, the owner, the last decision.
 async fn print_product(stack: &LocalStack, bc: &BusinessCentralHandle) -> Result<(), LocalError> {
     let item = bc.item(SKU);
-    let product = stack.storefront.product_by_sku(SKU);
-    let record = stack.record("product", SKU).await?;
-    let decisions = stack.decisions("product", SKU).await?;
-    let entity = stack.rules.entity(&"product".into());
-
-    let mut rows = vec![[
-        "field",
-        "Business Central",
-        "storefront",
-        "owner",
-        "last decision",
-        "reason",
-    ]
-    .map(str::to_owned)];
-    for field in FIELDS {
-        let name = FieldName::new(field);
-        let state = record.as_ref().and_then(|record| record.fields.get(&name));
-        let owner = entity
-            .and_then(|entity| entity.fields.get(&name))
-            .map(|rule| {
-                let status = record.as_ref().and_then(|record| record.status.as_deref());
-                rule.owner(status, state.and_then(|state| state.claimed_by.as_ref()))
-                    .to_string()
-            })
-            .unwrap_or_default();
-        let (outcome, reason) = match decisions.iter().rev().find(|decision| decision.field == name) {
-            Some(decision) => (
-                describe(decision.outcome, &decision.targets, decision.source.as_str()),
-                decision.reason.clone(),
-            ),
-            None => (String::new(), String::new()),
-        };
-        rows.push([
-            field.to_owned(),
-            erp_value(item.as_ref(), field),
-            storefront_value(product.as_ref(), SKU, field),
-            owner,
-            outcome,
-            reason,
-        ]);
-    }
-    print_rows(&rows);
-    Ok(())
+    print_product_rows(stack, SKU, "Business Central", &FIELDS, |field| {
+        erp_value(item.as_ref(), field)
+    })
+    .await
 }

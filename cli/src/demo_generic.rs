@@ -12,36 +12,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use fieldsync_core::{FieldName, Outcome};
+use fieldsync_core::Outcome;
 use fieldsync_local::{LocalError, LocalOptions, LocalStack};
 use fieldsync_sandbox::erpnext::{ErpNextHandle, Item, ItemEdit};
 use fieldsync_sandbox::storefront::{ProductEdit, ProductStatus};
 
-use crate::table::{describe, print_rows, storefront_value};
+use crate::demo::{finish, heading, Checks};
+use crate::table::{print_product_rows, storefront_value};
 
 const SKU: &str = "MUG-RED";
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Product fields the ERPNext connector maps, plus the storefront-owned ones the story touches.
 const FIELDS: [&str; 6] = ["name", "price", "meta_title", "meta_description", "handle", "published"];
-
-/// Collects the checks of every step, so the demo reports all failures and not only the first.
-#[derive(Default)]
-struct Checks {
-    failures: Vec<String>,
-}
-
-impl Checks {
-    fn expect(&mut self, step: &str, what: &str, actual: String, expected: &str) {
-        if actual == expected {
-            println!("  ok   {what} = {expected:?}");
-        } else {
-            println!("  FAIL {what}: expected {expected:?}, found {actual:?}");
-            self.failures
-                .push(format!("step {step}: {what}: expected {expected:?}, found {actual:?}"));
-        }
-    }
-}
 
 /// Runs the story and returns success only when both sandboxes end in the expected state.
 pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
@@ -51,25 +34,11 @@ pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
     let dead_letters = stack.dead_letters().await;
     stack.shutdown().await;
     result?;
-
-    if dead_letters > 0 {
-        checks
-            .failures
-            .push(format!("{dead_letters} messages in the dead-letter queue"));
-    }
-    println!();
-    if checks.failures.is_empty() {
-        println!(
-            "demo passed: every field is with its owner in ERPNext and the storefront, and no write was repeated."
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!("demo FAILED:");
-        for failure in &checks.failures {
-            println!("  - {failure}");
-        }
-        Ok(ExitCode::FAILURE)
-    }
+    Ok(finish(
+        checks,
+        dead_letters,
+        "every field is with its owner in ERPNext and the storefront, and no write was repeated.",
+    ))
 }
 
 async fn play(stack: &LocalStack, checks: &mut Checks) -> anyhow::Result<()> {
@@ -223,45 +192,5 @@ fn erp_value(item: Option<&Item>, field: &str) -> String {
 /// Prints one row per field: the value on each side, the owner, the last decision.
 async fn print_product(stack: &LocalStack, erpnext: &ErpNextHandle) -> Result<(), LocalError> {
     let item = erpnext.item(SKU);
-    let product = stack.storefront.product_by_sku(SKU);
-    let record = stack.record("product", SKU).await?;
-    let decisions = stack.decisions("product", SKU).await?;
-    let entity = stack.rules.entity(&"product".into());
-
-    let mut rows = vec![["field", "ERPNext", "storefront", "owner", "last decision", "reason"].map(str::to_owned)];
-    for field in FIELDS {
-        let name = FieldName::new(field);
-        let state = record.as_ref().and_then(|record| record.fields.get(&name));
-        let owner = entity
-            .and_then(|entity| entity.fields.get(&name))
-            .map(|rule| {
-                let status = record.as_ref().and_then(|record| record.status.as_deref());
-                rule.owner(status, state.and_then(|state| state.claimed_by.as_ref()))
-                    .to_string()
-            })
-            .unwrap_or_default();
-        let last = decisions.iter().rev().find(|decision| decision.field == name);
-        let (outcome, reason) = match last {
-            Some(decision) => (
-                describe(decision.outcome, &decision.targets, decision.source.as_str()),
-                decision.reason.clone(),
-            ),
-            None => (String::new(), String::new()),
-        };
-        rows.push([
-            field.to_owned(),
-            erp_value(item.as_ref(), field),
-            storefront_value(product.as_ref(), SKU, field),
-            owner,
-            outcome,
-            reason,
-        ]);
-    }
-    print_rows(&rows);
-    Ok(())
-}
-
-fn heading(step: &str, title: &str) {
-    println!();
-    println!("Step {step}. {title}");
+    print_product_rows(stack, SKU, "ERPNext", &FIELDS, |field| erp_value(item.as_ref(), field)).await
 }

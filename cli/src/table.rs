@@ -81,14 +81,30 @@ pub(crate) fn storefront_value(product: Option<&Product>, sku: &str, field: &str
 /// Prints one row per product field: the value on each side, the owner, the last decision.
 pub(crate) async fn print_product(stack: &LocalStack, sku: &str) -> Result<(), LocalError> {
     let item = stack.erp.item(sku);
+    print_product_rows(stack, sku, "ERP", &PRODUCT_FIELDS, |field| {
+        erp_value(item.as_ref(), field)
+    })
+    .await
+}
+
+/// Prints one row per field of `fields` for a product: the value in the ERP (read by
+/// `erp_value`, under the column heading `erp_label`) and on the storefront, the owner, and the
+/// last decision with its reason.
+pub(crate) async fn print_product_rows(
+    stack: &LocalStack,
+    sku: &str,
+    erp_label: &str,
+    fields: &[&str],
+    erp_value: impl Fn(&str) -> String,
+) -> Result<(), LocalError> {
     let product = stack.storefront.product_by_sku(sku);
     let record = stack.record("product", sku).await?;
     let decisions = stack.decisions("product", sku).await?;
     let entity = stack.rules.entity(&"product".into());
 
-    let mut rows = vec![["field", "ERP", "storefront", "owner", "last decision", "reason"].map(str::to_owned)];
-    for field in PRODUCT_FIELDS {
-        let name = FieldName::new(field);
+    let mut rows = vec![["field", erp_label, "storefront", "owner", "last decision", "reason"].map(str::to_owned)];
+    for field in fields {
+        let name = FieldName::new(*field);
         let state = record.as_ref().and_then(|record| record.fields.get(&name));
         let owner = entity
             .and_then(|entity| entity.fields.get(&name))
@@ -107,8 +123,8 @@ pub(crate) async fn print_product(stack: &LocalStack, sku: &str) -> Result<(), L
             None => (String::new(), String::new()),
         };
         rows.push([
-            field.to_owned(),
-            erp_value(item.as_ref(), field),
+            (*field).to_owned(),
+            erp_value(field),
             storefront_value(product.as_ref(), sku, field),
             owner,
             outcome,

@@ -13,12 +13,14 @@
 //! `FIELDSYNC_<SYSTEM>_CLIENT_STATE` and `FIELDSYNC_QUEUE_URL`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use fieldsync_aws::SqsQueue;
-use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig, Ensured};
-use fieldsync_core::{Rules, Secret};
+use fieldsync_connectors::business_central::Ensured;
+use fieldsync_core::Rules;
 use fieldsync_lambda::config::{connections_from_env, ConnectorKind, Environment, ProcessEnvironment};
+use fieldsync_lambda::renewer::Renewer;
 use fieldsync_lambda::subscriptions::ensure_items_subscription;
 
 #[derive(Debug, clap::Subcommand)]
@@ -40,33 +42,21 @@ pub(crate) async fn run(rules: &Rules, action: &Action) -> anyhow::Result<ExitCo
     );
     let env = ProcessEnvironment;
     for connection in connections_from_env(&env, rules)? {
-        let prefix = format!(
-            "FIELDSYNC_{}",
-            connection.system.as_str().to_ascii_uppercase().replace('-', "_")
-        );
         match connection.connector {
             ConnectorKind::BusinessCentral => {
-                let company_id = env.require(&format!("{prefix}_COMPANY_ID"))?;
-                let notification_url = env.require(&format!("{prefix}_NOTIFICATION_URL"))?;
-                let client_state = env.require(&format!("{prefix}_CLIENT_STATE"))?;
                 let queue_url = env.require("FIELDSYNC_QUEUE_URL")?;
-                let config = BusinessCentralConfig::new(
-                    connection.system.clone(),
-                    integration.clone(),
-                    connection.base_url.clone(),
-                    company_id,
-                    Secret::new(connection.token.expose()),
-                );
-                let client = BusinessCentralClient::new(config)?;
                 let sqs = aws_sdk_sqs::Client::new(&fieldsync_aws::sdk_config().await);
-                let queue = SqsQueue::new(sqs, queue_url, None);
+                let queue = Arc::new(SqsQueue::new(sqs, queue_url, None));
+                // The scheduled renewer reads the same variables, so both create the same
+                // subscription.
+                let renewer = Renewer::from_env(&env, rules, queue)?;
                 let ensured = ensure_items_subscription(
-                    &client,
-                    integration,
-                    &connection.system,
-                    &notification_url,
-                    &client_state,
-                    &queue,
+                    &renewer.client,
+                    &renewer.integration,
+                    &renewer.system,
+                    &renewer.notification_url,
+                    renewer.client_state.expose(),
+                    renewer.queue.as_ref(),
                 )
                 .await
                 .with_context(|| format!("cannot register the {} subscription", connection.system))?;

@@ -273,7 +273,7 @@ async fn dlq_list_and_redrive_on_moto() {
 }
 
 /// Registers against a Business Central sandbox whose notification URL is the local stack's
-/// receiver, which answers the handshake: a live subscription is renewed, and an expired one is
+/// receiver, which responds to the handshake: a live subscription is renewed, and an expired one is
 /// created again with a catch-up notice on the queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_register_renews_or_recreates_business_central() {

@@ -1,7 +1,7 @@
 //! A REST client driven by a connector file's `[write.<entity>]` sections.
 //!
 //! A write becomes one request: the update URL with `{id}` (the record's id in the system when
-//! fieldsync knows it, else its key), or the create request for a create when the file has one.
+//! fieldsync has it, else its key), or the create request for a create when the file has one.
 //! A create answered 409 (the record already exists, as Frappe answers a duplicate name) is sent
 //! again as an update of the record key, so a retried create does not fail. With `etag = true`
 //! the client reads the record first and sends its `ETag` in `If-Match`, and reads again on 412.

@@ -1,7 +1,7 @@
 //! Connector files: the declarative description of a system that has no format of its own in
 //! fieldsync, read by the generic webhook format and the generic REST client.
 //!
-//! A connector file has two parts. `[webhook]` says how a webhook is authenticated (an HMAC over
+//! A connector file has two parts. `[webhook]` describes how a webhook is authenticated (an HMAC over
 //! a signed string built from the body and headers, or a shared header value), where the topic
 //! and the event id are, and how each topic's rows map to an entity's key and fields through
 //! JSON pointers. `[write.<entity>]` says how fieldsync writes an entity back: the HTTP method
@@ -31,13 +31,13 @@ pub struct ConnectorFile {
     pub write: BTreeMap<EntityType, WriteSpec>,
 }
 
-/// How the webhook of a connector is authenticated and read.
+/// The authentication and reading rules of a connector's webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookSpec {
     pub auth: WebhookAuth,
-    /// Where the topic is. `None` when the file maps a single entity for every request.
+    /// The location of the topic. `None` when the file maps a single entity for every request.
     pub topic: Option<ValueSource>,
-    /// Where the event id is. `None` falls back to a SHA-256 hash of the body, which a sender's
+    /// The location of the event id. `None` falls back to a SHA-256 hash of the body, which a sender's
     /// retry of the same body repeats.
     pub event_id: Option<ValueSource>,
     pub mappings: Vec<EntityMapping>,
@@ -74,7 +74,7 @@ pub enum HmacAlgorithm {
     Sha256,
 }
 
-/// How the signature bytes are written in the header.
+/// The encoding of the signature bytes in the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureEncoding {
     /// Standard alphabet, padded.
@@ -100,7 +100,7 @@ pub struct TimestampCheck {
     pub tolerance_secs: i64,
 }
 
-/// Where a value is read: a header, or JSON pointers into the body whose values are joined
+/// The source of a value: a header, or JSON pointers into the body whose values are joined
 /// with `:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValueSource {
@@ -108,7 +108,7 @@ pub enum ValueSource {
     Pointers(Vec<String>),
 }
 
-/// How the rows of one topic become changes of one entity.
+/// The mapping of one topic's rows to changes of one entity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntityMapping {
     /// The topic value this mapping applies to; `None` applies to every request.
@@ -125,7 +125,7 @@ pub struct EntityMapping {
     pub fields: BTreeMap<FieldName, String>,
 }
 
-/// Where the rows of a payload are.
+/// The location of a payload's rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowSource {
     /// One object at this pointer (`""` is the whole body).
@@ -164,7 +164,7 @@ pub struct AuthHeader {
     pub value: String,
 }
 
-/// How fieldsync writes one entity back to the system.
+/// The requests that write one entity back to the system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteSpec {
     pub update: RequestSpec,
@@ -189,7 +189,7 @@ pub struct RequestSpec {
     pub url: String,
 }
 
-/// How money is written in request bodies.
+/// The form of money in request bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoneyForm {
     /// A JSON number with the decimal's exact digits.

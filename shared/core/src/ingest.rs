@@ -33,7 +33,7 @@ pub enum Normalized {
     Ignored { topic: String },
 }
 
-/// The answer to a subscription handshake, sent as `200 text/plain` before any other check.
+/// The response to a subscription handshake, sent as `200 text/plain` before any other check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handshake {
     pub body: String,
@@ -83,8 +83,8 @@ pub trait WebhookFormat: Send + Sync + std::fmt::Debug {
         400
     }
 
-    /// Answers a subscription handshake, which some senders make on the notification URL
-    /// before the first notification. Checked before the signature.
+    /// Returns the response to a subscription handshake, which some senders make on the
+    /// notification URL before the first notification. Checked before the signature.
     fn handshake(&self, _request: &InboundRequest) -> Option<Handshake> {
         None
     }

@@ -126,7 +126,7 @@ pub fn load_rules(env: &dyn Environment) -> Result<Rules, ConfigError> {
         read_rules_file(env)?
     };
     // The deployed URLs and alarms carry the stack's integration name, so rules for another
-    // integration would answer every webhook 404 and publish metrics no alarm watches.
+    // integration would reject every webhook with 404 and publish metrics no alarm watches.
     if let Some(expected) = env.get("FIELDSYNC_INTEGRATION") {
         if expected != rules.integration {
             return Err(ConfigError::Invalid {
@@ -405,11 +405,11 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
 }
 
 /// Returns the prefix of a system's variables: `FIELDSYNC_` and its name in capitals.
-fn variable_prefix(system: &SystemId) -> String {
+pub fn variable_prefix(system: &SystemId) -> String {
     format!("FIELDSYNC_{}", system.as_str().to_ascii_uppercase().replace('-', "_"))
 }
 
-/// A connector file with no mapping, for a generic format built without `from_env`.
+/// Builds a connector file with no mapping, for a generic format built without `from_env`.
 fn empty_connector() -> ConnectorFile {
     ConnectorFile {
         name: "none".to_owned(),

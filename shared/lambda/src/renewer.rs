@@ -8,7 +8,7 @@ use fieldsync_core::{Secret, SystemId};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{json, Value};
 
-use crate::config::{connections_from_env, ConfigError, ConnectorKind, Environment};
+use crate::config::{connections_from_env, variable_prefix, ConfigError, ConnectorKind, Environment};
 use crate::subscriptions::ensure_items_subscription;
 
 /// The renewer's dependencies: the client, the URL Business Central notifies, the clientState
@@ -40,10 +40,7 @@ impl Renewer {
                 variable: "FIELDSYNC_CONNECTIONS".into(),
                 reason: "no system uses the business-central connector".into(),
             })?;
-        let prefix = format!(
-            "FIELDSYNC_{}",
-            connection.system.as_str().to_ascii_uppercase().replace('-', "_")
-        );
+        let prefix = variable_prefix(&connection.system);
         let company_id = env.require(&format!("{prefix}_COMPANY_ID"))?;
         let notification_url = env.require(&format!("{prefix}_NOTIFICATION_URL"))?;
         let states = env.require(&format!("{prefix}_CLIENT_STATE"))?;

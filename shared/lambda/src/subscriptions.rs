@@ -1,9 +1,9 @@
 //! Keeping Business Central's webhook subscription alive, from the CLI and from the scheduled
 //! renewer function.
 //!
-//! A subscription lives three days, so it is renewed about twice a day. When it is gone (expired
-//! after missed renewals, or deleted by Business Central after a 4xx response), a new one is
-//! created and a `collection` notice for the subscription's whole lifetime is queued, so the
+//! A subscription lives three days, so it is renewed about twice a day. It can be gone, expired
+//! after missed renewals or deleted by Business Central after a 4xx response. Then a new one is
+//! created and a `collection` notice covering a subscription's whole lifetime is queued, so the
 //! reconciler reads every item changed while no subscription existed.
 
 use chrono::{Duration, Utc};

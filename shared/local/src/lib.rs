@@ -108,7 +108,7 @@ pub struct LocalOptions {
     /// with the demo's.
     pub erpnext: ErpNextConfig,
     /// Settings of a Business Central sandbox that is the `erp` system instead, reached through
-    /// the Business Central connector and a webhook subscription; its token is the demo's.
+    /// the Business Central connector and a webhook subscription. Its token is the demo's.
     pub business_central: Option<BusinessCentralSandboxConfig>,
     /// The storefront sandbox's query cost bucket.
     pub storefront_throttle: ThrottleConfig,
@@ -143,6 +143,8 @@ pub struct LocalStack {
     pub erpnext: Option<ErpNextHandle>,
     /// The Business Central sandbox that is the `erp` system when the options configure one.
     pub business_central: Option<BusinessCentralHandle>,
+    /// The connector client of that sandbox, which also keeps its subscription.
+    business_central_client: Option<BusinessCentralClient>,
     pub store: Arc<dyn RecordStore>,
     pub queue: Arc<dyn Queue>,
     backlog: Backlog,
@@ -290,6 +292,7 @@ impl LocalStack {
             erp,
             erpnext,
             business_central,
+            business_central_client,
             store,
             queue,
             backlog,
@@ -332,23 +335,11 @@ impl LocalStack {
     pub async fn renew_business_central_subscription(
         &self,
     ) -> Result<Option<fieldsync_connectors::business_central::Ensured>, LocalError> {
-        let Some(sandbox) = &self.business_central else {
+        let Some(client) = &self.business_central_client else {
             return Ok(None);
         };
-        let config = BusinessCentralConfig::new(
-            "erp",
-            self.rules.integration.clone(),
-            sandbox.base_url(),
-            sandbox.company_id(),
-            Secret::new(BUSINESS_CENTRAL_TOKEN),
-        );
-        let client =
-            BusinessCentralClient::new(config).map_err(|source| fieldsync_lambda::config::ConfigError::Connector {
-                system: SystemId::new("erp"),
-                source,
-            })?;
         let ensured = ensure_items_subscription(
-            &client,
+            client,
             &self.rules.integration,
             &SystemId::new("erp"),
             &self.receivers.url("erp"),

@@ -52,7 +52,7 @@ pub async fn receive_webhook(
 ) -> WebhookResponse {
     let source = format.source().as_str();
     if let Some(handshake) = format.handshake(request) {
-        info!(source, "subscription handshake answered");
+        info!(source, "subscription handshake: token returned");
         return WebhookResponse {
             status: 200,
             content_type: "text/plain",

@@ -4,7 +4,7 @@ use fieldsync_core::ports::OutgoingMessage;
 use fieldsync_core::{ChangeSet, Notice};
 use serde::{Deserialize, Serialize};
 
-/// What one queue message carries.
+/// The content of one queue message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Queued {

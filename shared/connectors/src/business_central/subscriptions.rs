@@ -2,7 +2,7 @@
 //!
 //! A subscription expires three days after it was created or last renewed, and Business Central
 //! deletes it early after a 4xx response from the receiver. [`ensure_subscription`] renews fieldsync's
-//! subscription when it exists and creates it again when it is gone; the caller then catches up
+//! subscription when it exists and creates it again when it is gone. The caller then catches up
 //! on what changed while it was missing, because Business Central keeps no backlog.
 
 use chrono::{DateTime, Utc};

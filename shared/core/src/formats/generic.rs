@@ -400,7 +400,7 @@ mod tests {
     }
 
     #[test]
-    fn frappe_retry_of_same_body_has_same_event_id() {
+    fn frappe_retry_keeps_event_id() {
         let format = format("erpnext.toml", "frappe_example_secret");
         let first = changes(format.normalize(&request(FRAPPE_BODY, &[])).unwrap());
         let again = changes(format.normalize(&request(FRAPPE_BODY, &[])).unwrap());

@@ -297,7 +297,7 @@ impl ErpNextHandle {
         self.shared.api_writes.load(Ordering::SeqCst)
     }
 
-    /// Returns how many requests were answered 429 because the budget was spent.
+    /// Returns how many requests got 429 because the budget was spent.
     pub fn rate_limited_count(&self) -> u64 {
         self.shared.rate_limited.load(Ordering::SeqCst)
     }

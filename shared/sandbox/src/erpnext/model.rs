@@ -57,7 +57,7 @@ pub struct ItemEdit {
 }
 
 impl ItemEdit {
-    /// Applies the edit and tells whether a value changed.
+    /// Applies the edit and returns whether a value changed.
     pub fn apply(&self, item: &mut Item) -> bool {
         let before = item.clone();
         if let Some(name) = &self.item_name {
