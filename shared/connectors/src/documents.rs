@@ -162,6 +162,7 @@ mod tests {
                 (FieldName::new("lines"), FieldValue::Json(lines)),
                 (FieldName::new("status"), FieldValue::Text("approved".into())),
             ]),
+            previous: Default::default(),
             changed_at: Utc::now(),
             parked_on: Vec::new(),
         }

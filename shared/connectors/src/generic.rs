@@ -430,6 +430,7 @@ constants = {{ "/sku/value" = "{{key}}" }}
                 .into_iter()
                 .map(|(name, value)| (FieldName::new(name), value))
                 .collect(),
+            previous: Default::default(),
             changed_at: Utc::now(),
             parked_on: Vec::new(),
         }

@@ -169,7 +169,7 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
         record.recent_events.remove(&oldest);
     }
 
-    let mut updates: BTreeMap<SystemId, BTreeMap<FieldName, FieldValue>> = BTreeMap::new();
+    let mut updates: BTreeMap<SystemId, PlannedWrite> = BTreeMap::new();
     let mut creates = entity.create.clone();
     // Set when the event's status move is rejected, so its other fields are not applied either.
     let mut status_rejected: Option<(Outcome, String)> = None;
@@ -194,6 +194,12 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
             tasks: &record.tasks,
         });
         let state = record.fields.entry(field.clone()).or_default();
+        // Taken before deciding, because deciding records the new value as written.
+        let known_before: BTreeMap<SystemId, FieldValue> = rules
+            .systems
+            .keys()
+            .filter_map(|system| state.known_in(system).map(|value| (system.clone(), value.clone())))
+            .collect();
         let status = previous_status.as_deref();
         let Some(decided) = decide_field(rule, state, status, change, value.clone(), now, rules.echo_window, gate)
         else {
@@ -217,7 +223,11 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
         }
         let targets = decided.writes.iter().map(|(target, _)| target.clone()).collect();
         for (target, written) in decided.writes {
-            updates.entry(target).or_default().insert(field.clone(), written);
+            let planned = updates.entry(target.clone()).or_default();
+            if let Some(before) = known_before.get(&target) {
+                planned.previous.insert(field.clone(), before.clone());
+            }
+            planned.fields.insert(field.clone(), written);
         }
         decisions.push(log(
             field,
@@ -249,8 +259,8 @@ pub fn reconcile(rules: &Rules, current: Option<Record>, change: &ChangeSet, now
             }
         }
     }
-    for (target, fields) in updates {
-        queue_write(&mut record, target, WriteKind::Update, fields, change.occurred_at);
+    for (target, planned) in updates {
+        queue_write(&mut record, target, WriteKind::Update, planned, change.occurred_at);
     }
     Reconciliation {
         record,
@@ -560,10 +570,21 @@ fn plan_creates(
             state.record_write(target, value.clone(), now, echo_window);
             fields.insert(name.clone(), value);
         }
-        queue_write(record, target.clone(), WriteKind::Create, fields, change.occurred_at);
+        let planned = PlannedWrite {
+            fields,
+            previous: BTreeMap::new(),
+        };
+        queue_write(record, target.clone(), WriteKind::Create, planned, change.occurred_at);
         created.push(target.clone());
     }
     created
+}
+
+/// The field values one change sends to one target, with the values the target held before.
+#[derive(Debug, Default)]
+struct PlannedWrite {
+    fields: BTreeMap<FieldName, FieldValue>,
+    previous: BTreeMap<FieldName, FieldValue>,
 }
 
 /// Adds field values to the pending write for `target`, or queues a new one.
@@ -571,9 +592,10 @@ fn queue_write(
     record: &mut Record,
     target: SystemId,
     kind: WriteKind,
-    fields: BTreeMap<FieldName, FieldValue>,
+    planned: PlannedWrite,
     changed_at: DateTime<Utc>,
 ) {
+    let PlannedWrite { fields, previous } = planned;
     if fields.is_empty() {
         return;
     }
@@ -583,6 +605,13 @@ fn queue_write(
         .iter_mut()
         .find(|write| write.target == target && write.claimed_until.is_none());
     if let Some(pending) = unclaimed {
+        // The pending write has not gone out, so the target still has the earliest previous
+        // value. A value joining the write keeps the one already there.
+        for (name, value) in previous {
+            if !pending.fields.contains_key(&name) {
+                pending.previous.insert(name, value);
+            }
+        }
         pending.fields.extend(fields);
         pending.changed_at = pending.changed_at.min(changed_at);
         return;
@@ -598,6 +627,7 @@ fn queue_write(
         kind,
         target_id,
         fields,
+        previous,
         changed_at,
         parked_on: Vec::new(),
     });

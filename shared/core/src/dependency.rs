@@ -108,6 +108,7 @@ reference_member = "sku"
                 (FieldName::new("customer"), FieldValue::Text("8001".into())),
                 (FieldName::new("lines"), FieldValue::Json(lines)),
             ]),
+            previous: Default::default(),
             changed_at: Utc::now(),
             parked_on: Vec::new(),
         }

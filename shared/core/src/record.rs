@@ -99,6 +99,11 @@ pub struct OutboundWrite {
     /// The record's id in the target, when known.
     pub target_id: Option<String>,
     pub fields: BTreeMap<FieldName, FieldValue>,
+    /// The value the target had before, for each field of `fields` where fieldsync knows it. A
+    /// connector whose target takes deltas (inventory adjustments) sends the difference, so
+    /// changes the target made meanwhile, such as sales, are kept.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub previous: BTreeMap<FieldName, FieldValue>,
     /// The source change time of the oldest value in this write, for end-to-end lag.
     pub changed_at: DateTime<Utc>,
     /// Records this write names that the target does not hold yet. While any is listed, the

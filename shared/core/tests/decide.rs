@@ -142,6 +142,43 @@ fn owner_change_applies_and_propagates() {
 }
 
 #[test]
+fn update_carries_previous_target_value() {
+    let rules = rules();
+    let money = |text: &str| FieldValue::Money(text.parse().unwrap());
+    let (record, _) = apply(&rules, None, &change("erp", "e1", 0, &[("price", number("19.99"))]), 1);
+    let reconciled = reconcile(
+        &rules,
+        Some(record),
+        &change("erp", "e2", 10, &[("price", number("21"))]),
+        at(11),
+    );
+    let write = &reconciled.record.outbox[0];
+    assert_eq!(write.previous.get(&FieldName::new("price")), Some(&money("19.99")));
+
+    // A later change joining the unsent write keeps the value the target still holds.
+    let joined = reconcile(
+        &rules,
+        Some(reconciled.record),
+        &change("erp", "e3", 20, &[("price", number("22"))]),
+        at(21),
+    );
+    let write = &joined.record.outbox[0];
+    assert_eq!(write.fields[&FieldName::new("price")], money("22"));
+    assert_eq!(write.previous.get(&FieldName::new("price")), Some(&money("19.99")));
+}
+
+#[test]
+fn create_has_no_previous_values() {
+    let reconciled = reconcile(
+        &rules(),
+        None,
+        &change("erp", "e1", 0, &[("price", number("5"))]),
+        at(1),
+    );
+    assert!(reconciled.record.outbox[0].previous.is_empty());
+}
+
+#[test]
 fn older_change_is_stale() {
     let rules = rules();
     let (record, _) = apply(&rules, None, &change("erp", "e2", 10, &[("price", number("21"))]), 11);

@@ -458,6 +458,7 @@ mod tests {
                 (FieldName::new("price"), FieldValue::Money("5.00".parse().unwrap())),
                 (FieldName::new("name"), FieldValue::Text("Red mug".into())),
             ]),
+            previous: Default::default(),
             changed_at: chrono::Utc::now(),
             parked_on: Vec::new(),
         };

@@ -134,6 +134,7 @@ mod tests {
                 .into_iter()
                 .map(|(name, value)| (FieldName::new(name), value))
                 .collect::<BTreeMap<_, _>>(),
+            previous: Default::default(),
             changed_at: Utc::now(),
             parked_on: Vec::new(),
         }

@@ -36,6 +36,7 @@ pub fn write(
             .into_iter()
             .map(|(name, value)| (FieldName::new(name), value))
             .collect::<BTreeMap<_, _>>(),
+        previous: Default::default(),
         changed_at: Utc::now(),
         parked_on: Vec::new(),
     }
