@@ -118,26 +118,34 @@ async fn receive(State(state): State<ServerState>, Path(side): Path<String>, req
     Response::from_parts(parts, AxumBody::from(body.as_ref().to_vec()))
 }
 
-/// Decodes `%XX` escapes and `+` as a space, as form-encoded query strings use them.
+/// Decodes `%XX` escapes and keeps `+` as it is. Query strings of webhook URLs carry tokens, not
+/// form data: a Business Central validation token sent with a raw `+` must be echoed with it,
+/// and a space in a token would be sent as `%20`.
 fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        match bytes[index] {
-            b'+' => decoded.push(b' '),
-            b'%' if index + 2 < bytes.len() => match u8::from_str_radix(&text[index + 1..index + 3], 16) {
-                Ok(byte) => {
-                    decoded.push(byte);
-                    index += 2;
-                }
-                Err(_) => decoded.push(b'%'),
-            },
-            byte => decoded.push(byte),
+        let escaped = match bytes.get(index..index + 3) {
+            Some([b'%', high, low]) => hex_value(*high).zip(hex_value(*low)),
+            _ => None,
+        };
+        match escaped {
+            Some((high, low)) => {
+                decoded.push(high * 16 + low);
+                index += 3;
+            }
+            None => {
+                decoded.push(bytes[index]);
+                index += 1;
+            }
         }
-        index += 1;
     }
     String::from_utf8_lossy(&decoded).into_owned()
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    char::from(digit).to_digit(16).and_then(|value| u8::try_from(value).ok())
 }
 
 #[cfg(test)]
@@ -145,9 +153,12 @@ mod tests {
     use super::percent_decode;
 
     #[test]
-    fn percent_decode_handles_escapes() {
+    fn percent_decode_keeps_plus_signs() {
         assert_eq!(percent_decode("Xk2%2Bab%2F9%3D%3D"), "Xk2+ab/9==");
-        assert_eq!(percent_decode("a+b"), "a b");
+        assert_eq!(percent_decode("Xk2+ab/9=="), "Xk2+ab/9==");
+        assert_eq!(percent_decode("a%20b"), "a b");
         assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%é"), "%é");
     }
 }
