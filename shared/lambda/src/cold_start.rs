@@ -4,7 +4,8 @@
 //! Every variable `FIELDSYNC_<NAME>_ARN` names a Secrets Manager secret whose string becomes the
 //! value of `FIELDSYNC_<NAME>`: `FIELDSYNC_WEBHOOK_SECRETS_ARN` for a receiver's webhook secrets,
 //! `FIELDSYNC_ERP_TOKEN_ARN` for the ERP's API token, and so on. `FIELDSYNC_RULES_PARAMETER`
-//! names a parameter whose value is the rules file. The functions read the result through
+//! names a parameter whose value is the rules file, and `FIELDSYNC_CONNECTOR_PARAMETER` one whose
+//! value is the connector file of a `generic` format or connector. The functions read the result through
 //! [`Environment`], exactly as they read plain variables in local runs.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,12 @@ pub const RULES_PARAMETER: &str = "FIELDSYNC_RULES_PARAMETER";
 
 /// The variable the rules file's text is published under after [`resolve`].
 pub const RULES_TEXT: &str = "FIELDSYNC_RULES_TEXT";
+
+/// The variable naming the Parameter Store parameter that contains the connector file.
+pub const CONNECTOR_PARAMETER: &str = "FIELDSYNC_CONNECTOR_PARAMETER";
+
+/// The variable the connector file's text is published under after [`resolve`].
+pub const CONNECTOR_TEXT: &str = "FIELDSYNC_CONNECTOR_TEXT";
 
 /// The clients cold start reads from.
 #[derive(Debug, Clone)]
@@ -55,7 +62,7 @@ impl<E: Environment> Environment for ResolvedEnvironment<E> {
     }
 }
 
-/// Reads every secret and the rules parameter that `base` names. A variable set both directly
+/// Reads every secret and the rules and connector parameters that `base` names. A variable set both directly
 /// and through its `_ARN` companion is an error, because one of the two would be ignored.
 pub async fn resolve<E: Environment>(sources: &SecretSources, base: E) -> Result<ResolvedEnvironment<E>, ConfigError> {
     let mut resolved = BTreeMap::new();
@@ -76,9 +83,11 @@ pub async fn resolve<E: Environment>(sources: &SecretSources, base: E) -> Result
         let value = read_secret(sources, &arn_variable, &arn).await?;
         resolved.insert(target.to_owned(), value);
     }
-    if let Some(name) = base.get(RULES_PARAMETER) {
-        let text = read_parameter(sources, &name).await?;
-        resolved.insert(RULES_TEXT.to_owned(), text);
+    for (variable, text_variable) in [(RULES_PARAMETER, RULES_TEXT), (CONNECTOR_PARAMETER, CONNECTOR_TEXT)] {
+        if let Some(name) = base.get(variable) {
+            let text = read_parameter(sources, variable, &name).await?;
+            resolved.insert(text_variable.to_owned(), text);
+        }
     }
     Ok(ResolvedEnvironment { base, resolved })
 }
@@ -103,9 +112,9 @@ async fn read_secret(sources: &SecretSources, variable: &str, arn: &str) -> Resu
     Ok(value.to_owned())
 }
 
-async fn read_parameter(sources: &SecretSources, name: &str) -> Result<String, ConfigError> {
+async fn read_parameter(sources: &SecretSources, variable: &str, name: &str) -> Result<String, ConfigError> {
     let unreadable = |reason: String| ConfigError::Invalid {
-        variable: RULES_PARAMETER.to_owned(),
+        variable: variable.to_owned(),
         reason,
     };
     let output = sources

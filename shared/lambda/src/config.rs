@@ -7,7 +7,8 @@
 //! | `FIELDSYNC_RULES_FILE` | all, local | path of the rules file when no parameter is named (default `rules.toml`) |
 //! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
 //! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify`, `signed-json`, `business-central` or `generic` |
-//! | `FIELDSYNC_CONNECTOR_FILE` | receivers, reconciler | the connector file of a `generic` format or connector |
+//! | `FIELDSYNC_CONNECTOR_PARAMETER` | receivers, reconciler, deployed | Parameter Store parameter holding the connector file of a `generic` format or connector |
+//! | `FIELDSYNC_CONNECTOR_FILE` | receivers, reconciler, local | path of that connector file when no parameter is named |
 //! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets (Business Central: clientState values); two during a rotation |
 //! | `FIELDSYNC_SIGNATURE_TOLERANCE_SECS` | receivers | accepted clock skew of signed timestamps (default 300) |
 //! | `FIELDSYNC_QUEUE_URL` | receivers, CLI | the SQS FIFO queue |
@@ -153,8 +154,15 @@ fn read_rules_file(env: &dyn Environment) -> Result<Rules, ConfigError> {
     Ok(Rules::parse(&path.display().to_string(), &text)?)
 }
 
-/// Reads and parses the connector file named by `FIELDSYNC_CONNECTOR_FILE`.
+/// Parses the connector file read from `FIELDSYNC_CONNECTOR_PARAMETER` at cold start, or else
+/// reads the file named by `FIELDSYNC_CONNECTOR_FILE`.
 pub fn load_connector_file(env: &dyn Environment) -> Result<Arc<ConnectorFile>, ConfigError> {
+    if let Some(text) = env.get(crate::cold_start::CONNECTOR_TEXT) {
+        let name = env
+            .get(crate::cold_start::CONNECTOR_PARAMETER)
+            .unwrap_or_else(|| "connector".to_owned());
+        return Ok(Arc::new(ConnectorFile::parse(&name, &text)?));
+    }
     let path = PathBuf::from(env.require("FIELDSYNC_CONNECTOR_FILE")?);
     let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::ConnectorFileUnreadable {
         path: path.clone(),

@@ -138,3 +138,51 @@ async fn resolve_names_variable_of_missing_secret() {
     );
     assert!(message.contains("ResourceNotFound"), "{message}");
 }
+
+#[tokio::test]
+async fn resolve_reads_connector_file_parameter() {
+    let Some(sources) = moto_sources() else { return };
+    let connector_path = format!("{}/../../connectors/erpnext.toml", env!("CARGO_MANIFEST_DIR"));
+    let connector_text = std::fs::read_to_string(connector_path).unwrap();
+    let parameter = format!("/{}/connector", unique("fieldsync-test"));
+    sources
+        .parameters
+        .put_parameter()
+        .name(&parameter)
+        .value(&connector_text)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .unwrap();
+    let rules_path = format!("{}/../../rules.toml", env!("CARGO_MANIFEST_DIR"));
+
+    let base = env(&[
+        ("FIELDSYNC_RULES_FILE", &rules_path),
+        ("FIELDSYNC_CONNECTOR_PARAMETER", &parameter),
+        ("FIELDSYNC_CONNECTOR_FILE", "/nonexistent/connector.toml"),
+        ("FIELDSYNC_SOURCE_SYSTEM", "erp"),
+        ("FIELDSYNC_WEBHOOK_FORMAT", "generic"),
+        ("FIELDSYNC_WEBHOOK_SECRETS", "frappe-secret"),
+        ("FIELDSYNC_CONNECTIONS", "erp=generic"),
+        ("FIELDSYNC_ERP_BASE_URL", "http://127.0.0.1:2"),
+        ("FIELDSYNC_ERP_TOKEN", "key:secret"),
+    ]);
+    let resolved = resolve(&sources, base).await.unwrap();
+
+    let rules = load_rules(&resolved).unwrap();
+    let receiver = ReceiverConfig::from_env(&resolved, &rules).unwrap();
+    assert_eq!(receiver.connector_file.unwrap().name, "erpnext");
+    let connections = connections_from_env(&resolved, &rules).unwrap();
+    assert_eq!(connections[0].connector_file.as_ref().unwrap().name, "erpnext");
+}
+
+#[tokio::test]
+async fn resolve_names_variable_of_missing_connector_parameter() {
+    let Some(sources) = moto_sources() else { return };
+    let base = env(&[("FIELDSYNC_CONNECTOR_PARAMETER", "/fieldsync-absent/connector")]);
+    let message = resolve(&sources, base).await.unwrap_err().to_string();
+    assert!(
+        message.starts_with("invalid environment variable FIELDSYNC_CONNECTOR_PARAMETER: cannot read parameter"),
+        "{message}"
+    );
+}
