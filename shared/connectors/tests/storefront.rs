@@ -136,10 +136,51 @@ async fn update_writes_only_needed_mutations() {
 
     assert_eq!(receipt, created);
     assert_eq!(shop.api_write_count() - writes_after_create, 2);
+    let mutations = shop.mutation_names();
+    assert_eq!(
+        mutations[mutations.len() - 2..],
+        ["metafieldsSet", "productVariantsBulkUpdate"]
+    );
     let product = shop.product_by_sku("MUG-RED").unwrap();
     assert_eq!(product.variants[0].price.to_string(), "21.50");
     assert_eq!(product.seo_description(), Some("A red mug"));
     assert_eq!(product.seo_title(), Some("Red mug | Shop"));
+}
+
+#[tokio::test]
+async fn seo_update_goes_through_metafields_set() {
+    let shop = sandbox(StorefrontConfig::default()).await;
+    let client = client(&shop);
+    let created = client
+        .write(&write(
+            "storefront",
+            "product",
+            "MUG-RED",
+            WriteKind::Create,
+            None,
+            create_fields(),
+        ))
+        .await
+        .unwrap();
+    let update = write(
+        "storefront",
+        "product",
+        "MUG-RED",
+        WriteKind::Update,
+        created.target_id.as_deref(),
+        vec![
+            ("name", text("Red stoneware mug")),
+            ("meta_title", text("Stoneware | Shop")),
+            ("meta_description", text("Glazed by hand")),
+        ],
+    );
+    client.write(&update).await.unwrap();
+
+    assert_eq!(shop.mutation_names(), ["productSet", "productUpdate", "metafieldsSet"]);
+    let product = shop.product_by_sku("MUG-RED").unwrap();
+    assert_eq!(product.title, "Red stoneware mug");
+    assert_eq!(product.seo_title(), Some("Stoneware | Shop"));
+    assert_eq!(product.seo_description(), Some("Glazed by hand"));
 }
 
 #[tokio::test]

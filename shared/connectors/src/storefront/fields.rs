@@ -71,13 +71,12 @@ impl ProductFields {
     }
 
     /// Tells whether `productUpdate` has anything to write.
-    pub(crate) fn has_product_level(&self) -> bool {
-        self.title.is_some()
-            || self.description_html.is_some()
-            || self.handle.is_some()
-            || self.published.is_some()
-            || self.meta_title.is_some()
-            || self.meta_description.is_some()
-            || self.customer_prices.is_some()
+    pub(crate) fn has_product_update(&self) -> bool {
+        self.title.is_some() || self.description_html.is_some() || self.handle.is_some() || self.published.is_some()
+    }
+
+    /// Tells whether an update has metafields to set: SEO and customer prices.
+    pub(crate) fn has_metafields(&self) -> bool {
+        self.meta_title.is_some() || self.meta_description.is_some() || self.customer_prices.is_some()
     }
 }

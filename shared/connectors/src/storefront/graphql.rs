@@ -24,6 +24,13 @@ pub(crate) const PRODUCT_UPDATE: &str = "mutation FieldsyncProductUpdate($produc
   }
 }";
 
+pub(crate) const METAFIELDS_SET: &str = "mutation FieldsyncMetafields($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) {
+    metafields { key namespace }
+    userErrors { field message code }
+  }
+}";
+
 pub(crate) const VARIANTS_BULK_UPDATE: &str =
     "mutation FieldsyncVariantPrice($productId: ID!, $variants: [ProductVariantsBulkInput!]!) {
   productVariantsBulkUpdate(productId: $productId, variants: $variants) {
@@ -231,6 +238,28 @@ pub(crate) fn product_level_input(fields: &ProductFields) -> Map<String, Value> 
         );
     }
     input
+}
+
+/// Builds the `metafieldsSet` inputs of an update: Shopify keeps a product's SEO title and
+/// description as the `global.title_tag` and `global.description_tag` metafields, and fieldsync
+/// keeps customer prices in `fieldsync.customer_prices`.
+pub(crate) fn metafield_inputs(fields: &ProductFields, product_gid: &str) -> Vec<Value> {
+    let mut inputs = Vec::new();
+    let mut add = |namespace: &str, key: &str, field_type: &str, value: &str| {
+        inputs.push(json!({
+            "ownerId": product_gid, "namespace": namespace, "key": key, "type": field_type, "value": value,
+        }));
+    };
+    if let Some(title) = &fields.meta_title {
+        add("global", "title_tag", "single_line_text_field", title);
+    }
+    if let Some(description) = &fields.meta_description {
+        add("global", "description_tag", "multi_line_text_field", description);
+    }
+    if let Some(prices) = &fields.customer_prices {
+        add(KEY_NAMESPACE, "customer_prices", "json", prices);
+    }
+    inputs
 }
 
 /// Quotes a value for a search query term, such as `sku:"MUG RED"`.

@@ -8,7 +8,7 @@
 //! | `description` | `descriptionHtml` |
 //! | `handle` | `handle` |
 //! | `published` (bool) | `status` `ACTIVE` / `DRAFT` |
-//! | `meta_title`, `meta_description` | `seo` (the `global.title_tag` / `global.description_tag` metafields) |
+//! | `meta_title`, `meta_description` | the `global.title_tag` / `global.description_tag` metafields: `seo` of `productSet` on a create, `metafieldsSet` on an update |
 //! | `images` (list of URLs) | `files` of `productSet` |
 //! | `price` (money) | the variant's `price`, as a decimal string |
 //! | `inventory` (quantity) | `inventorySetQuantities`, `available` at the configured location |
@@ -33,8 +33,9 @@ use crate::http::{build_client, rejected, status_error, unavailable, ConnectorEr
 use fields::ProductFields;
 use fieldsync_core::Secret;
 use graphql::{
-    numeric_id, product_level_input, product_set_input, reject_user_errors, search_value, top_level_error, user_errors,
-    FIND_VARIANT, INVENTORY_SET, PRODUCT_SET, PRODUCT_UPDATE, VARIANTS_BULK_UPDATE,
+    metafield_inputs, numeric_id, product_level_input, product_set_input, reject_user_errors, search_value,
+    top_level_error, user_errors, FIND_VARIANT, INVENTORY_SET, METAFIELDS_SET, PRODUCT_SET, PRODUCT_UPDATE,
+    VARIANTS_BULK_UPDATE,
 };
 
 /// How many times an inventory write re-reads the quantity after a stale compare-and-set.
@@ -236,13 +237,23 @@ impl ShopifyClient {
             }
         };
 
-        if fields.has_product_level() {
+        let product_gid = format!("gid://shopify/Product/{}", ids.product);
+        if fields.has_product_update() {
             let mut product = product_level_input(fields);
-            product.insert("id".to_owned(), json!(format!("gid://shopify/Product/{}", ids.product)));
+            product.remove("seo");
+            product.remove("metafields");
+            product.insert("id".to_owned(), json!(product_gid));
             let data = self
                 .graphql(record, PRODUCT_UPDATE, json!({"product": product}))
                 .await?;
             reject_user_errors(self.system(), record, &data, "productUpdate")?;
+        }
+        if fields.has_metafields() {
+            let metafields = metafield_inputs(fields, &product_gid);
+            let data = self
+                .graphql(record, METAFIELDS_SET, json!({"metafields": metafields}))
+                .await?;
+            reject_user_errors(self.system(), record, &data, "metafieldsSet")?;
         }
         if let Some(images) = &fields.images {
             self.set_images(record, ids, images).await?;

@@ -116,6 +116,9 @@ async fn graphql(
     bucket.refund(requested.saturating_sub(executed.actual_cost));
     if call.field.is_mutation() {
         shared.api_writes.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut names) = shared.mutations.lock() {
+            names.push(call.field.name().to_owned());
+        }
     }
     tracing::debug!(
         sandbox = "storefront",

@@ -200,6 +200,7 @@ impl StorefrontSandbox {
                 retry_after_secs: config.http_429_retry_after_secs,
             }),
             api_writes: AtomicU64::new(0),
+            mutations: Mutex::new(Vec::new()),
             throttled: AtomicU64::new(0),
             dispatcher,
         });
@@ -216,6 +217,8 @@ pub(crate) struct Shared {
     bucket: Mutex<CostBucket>,
     forced_429: Mutex<Forced429>,
     api_writes: AtomicU64,
+    /// The root field of every mutation counted in `api_writes`, in order.
+    mutations: Mutex<Vec<String>>,
     /// GraphQL requests refused with `THROTTLED` because the cost bucket could not pay them.
     throttled: AtomicU64,
     dispatcher: Arc<Dispatcher>,
@@ -363,6 +366,16 @@ impl StorefrontHandle {
     /// they returned user errors or changed anything.
     pub fn api_write_count(&self) -> u64 {
         self.shared.api_writes.load(Ordering::SeqCst)
+    }
+
+    /// Returns the root field of every GraphQL mutation that ran, in order, such as
+    /// `["productSet", "metafieldsSet"]`.
+    pub fn mutation_names(&self) -> Vec<String> {
+        self.shared
+            .mutations
+            .lock()
+            .map(|names| names.clone())
+            .unwrap_or_default()
     }
 
     /// Returns how many GraphQL requests the cost bucket refused with `THROTTLED`.
