@@ -5,13 +5,18 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use chrono::Utc;
 
 use common::{header, hmac_base64, money, text, write, Receiver};
 use fieldsync_connectors::storefront::{ShopifyClient, ShopifyConfig};
 use fieldsync_connectors::Secret;
+use fieldsync_core::formats::shopify::ShopifyFormat;
+use fieldsync_core::ingest::accept;
 use fieldsync_core::ports::{SystemClient, SystemError};
-use fieldsync_core::{FieldValue, Wire, WriteKind};
+use fieldsync_core::{FieldName, FieldValue, InboundRequest, Normalized, Notice, NoticeKind, Wire, WriteKind};
 use fieldsync_sandbox::storefront::{
     ProductEdit, ProductStatus, StorefrontConfig, StorefrontHandle, StorefrontSandbox, ThrottleConfig,
 };
@@ -555,4 +560,96 @@ async fn webhook_retries_keep_event_id() {
         .map(|delivery| delivery.header("X-Shopify-Webhook-Id").unwrap())
         .collect();
     assert_eq!(webhook_ids.len(), 3);
+}
+
+#[tokio::test]
+async fn inventory_level_webhook_is_read_by_item() {
+    let receiver = Receiver::start(0).await;
+    let shop = sandbox(StorefrontConfig {
+        webhook_url: Some(receiver.url.clone()),
+        ..StorefrontConfig::default()
+    })
+    .await;
+    let client = client(&shop);
+    client
+        .write(&write(
+            "storefront",
+            "product",
+            "MUG-RED",
+            WriteKind::Create,
+            None,
+            create_fields(),
+        ))
+        .await
+        .unwrap();
+    shop.edit_product_as_user(
+        "MUG-RED",
+        ProductEdit {
+            inventory: Some(9),
+            ..ProductEdit::default()
+        },
+    )
+    .unwrap();
+    shop.wait_for_deliveries_idle().await;
+
+    let received = receiver.received();
+    let inventory_hook = received
+        .iter()
+        .find(|request| header(&request.headers, "x-shopify-topic") == "inventory_levels/update")
+        .expect("an inventory_levels/update delivery");
+    let body = String::from_utf8(inventory_hook.body.clone()).unwrap();
+    assert!(!body.contains("MUG-RED"), "the payload names no SKU: {body}");
+
+    let format = ShopifyFormat {
+        integration: "demo".into(),
+        source: "storefront".into(),
+        secrets: vec![Secret::new(SECRET)],
+    };
+    let request = InboundRequest {
+        headers: inventory_hook
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.to_str().unwrap().to_owned()))
+            .collect(),
+        query: BTreeMap::new(),
+        body: inventory_hook.body.clone(),
+        received_at: Utc::now(),
+    };
+    let Normalized::Notices(notices) = accept(&format, &request).unwrap() else {
+        panic!("expected a notice");
+    };
+    let changes = client.fetch(&notices[0]).await.unwrap();
+
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].record.key, "MUG-RED");
+    assert_eq!(
+        changes[0].fields[&FieldName::new("inventory")],
+        Wire::Number("9".into())
+    );
+    let variant = &shop.product_by_sku("MUG-RED").unwrap().variants[0];
+    assert_eq!(
+        changes[0].external_id.as_deref(),
+        Some(format!("{}/{}", shop.product_by_sku("MUG-RED").unwrap().id, variant.id).as_str())
+    );
+}
+
+#[tokio::test]
+async fn unknown_inventory_item_reads_nothing() {
+    let shop = sandbox(StorefrontConfig::default()).await;
+    let notice = Notice {
+        integration: "demo".into(),
+        source: "storefront".into(),
+        entity: "product".into(),
+        resource: "inventory_items/424242".into(),
+        kind: NoticeKind::Updated,
+        event_id: "evt-1".into(),
+        occurred_at: Utc::now(),
+        received_at: Utc::now(),
+    };
+    assert!(client(&shop).fetch(&notice).await.unwrap().is_empty());
+    let elsewhere = Notice {
+        resource: "https://attacker.example/inventory_items/1".into(),
+        ..notice
+    };
+    assert!(client(&shop).fetch(&elsewhere).await.unwrap().is_empty());
 }

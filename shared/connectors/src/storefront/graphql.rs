@@ -46,6 +46,14 @@ pub(crate) const INVENTORY_SET: &str = "mutation FieldsyncInventory($input: Inve
   }
 }";
 
+pub(crate) const INVENTORY_ITEM: &str = "query FieldsyncInventoryItem($id: ID!, $locationId: ID!) {
+  inventoryItem(id: $id) {
+    id sku
+    variant { id sku product { id } }
+    inventoryLevel(locationId: $locationId) { quantities(names: [\"available\"]) { name quantity } }
+  }
+}";
+
 pub(crate) const FIND_VARIANT: &str = "query FieldsyncFindVariant($query: String!) {
   productVariants(first: 2, query: $query) {
     nodes { id sku inventoryQuantity inventoryItem { id } product { id } }

@@ -14,6 +14,9 @@
 //! | `inventory` (quantity) | `inventorySetQuantities`, `available` at the configured location |
 //! | `customer_prices` (JSON) | metafield `fieldsync.customer_prices` of type `json` |
 //!
+//! `inventory_levels/update` notices are read with the `inventoryItem` query, which gives the
+//! SKU and the available quantity at the configured location.
+//!
 //! A create is one `productSet` upsert identified by the custom id `fieldsync.key` = the
 //! record's external id, so a retried create updates the product the first attempt made. The
 //! store needs a metafield definition `fieldsync.key` of type `id` for that lookup.
@@ -21,11 +24,12 @@
 mod fields;
 mod graphql;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use fieldsync_core::ports::{SystemClient, SystemError, WriteReceipt};
-use fieldsync_core::{OutboundWrite, RecordKey, SystemId, WriteKind};
+use fieldsync_core::{ChangeSet, FieldName, Notice, NoticeKind, OutboundWrite, RecordKey, SystemId, Wire, WriteKind};
 use serde_json::{json, Value};
 
 use crate::documents::{document_body, document_method, send_document, Dialect};
@@ -34,8 +38,8 @@ use fields::ProductFields;
 use fieldsync_core::Secret;
 use graphql::{
     metafield_inputs, numeric_id, product_level_input, product_set_input, reject_user_errors, search_value,
-    top_level_error, user_errors, FIND_VARIANT, INVENTORY_SET, METAFIELDS_SET, PRODUCT_SET, PRODUCT_UPDATE,
-    VARIANTS_BULK_UPDATE,
+    top_level_error, user_errors, FIND_VARIANT, INVENTORY_ITEM, INVENTORY_SET, METAFIELDS_SET, PRODUCT_SET,
+    PRODUCT_UPDATE, VARIANTS_BULK_UPDATE,
 };
 
 /// How many times an inventory write re-reads the quantity after a stale compare-and-set.
@@ -392,4 +396,60 @@ impl SystemClient for ShopifyClient {
         }
         result
     }
+
+    async fn fetch(&self, notice: &Notice) -> Result<Vec<ChangeSet>, SystemError> {
+        let item_id = notice
+            .resource
+            .strip_prefix("inventory_items/")
+            .filter(|id| !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_digit()));
+        let Some(item_id) = item_id else {
+            // Retrying cannot make the resource readable, so the notice is dropped here.
+            tracing::warn!(
+                system = %self.system(),
+                resource = notice.resource,
+                event_id = notice.event_id,
+                "notice names no inventory item; dropped without a request"
+            );
+            return Ok(Vec::new());
+        };
+        if notice.kind == NoticeKind::Deleted {
+            return Ok(Vec::new());
+        }
+        let placeholder = RecordKey::new(notice.integration.as_str(), notice.entity.clone(), "?");
+        let variables = json!({
+            "id": format!("gid://shopify/InventoryItem/{item_id}"),
+            "locationId": self.config.location_id,
+        });
+        let data = self.graphql(&placeholder, INVENTORY_ITEM, variables).await?;
+        Ok(inventory_change(notice, &data).into_iter().collect())
+    }
+}
+
+/// Reads the `inventoryItem` response into a change of the variant's available quantity at the
+/// configured location. An item that is gone, has no SKU or no level there gives nothing.
+fn inventory_change(notice: &Notice, data: &Value) -> Option<ChangeSet> {
+    let item = data.get("inventoryItem").filter(|item| !item.is_null())?;
+    let sku = item["variant"]["sku"]
+        .as_str()
+        .or_else(|| item["sku"].as_str())
+        .filter(|sku| !sku.is_empty())?;
+    let available = item["inventoryLevel"]["quantities"]
+        .as_array()?
+        .iter()
+        .find(|quantity| quantity["name"] == "available")?["quantity"]
+        .as_i64()?;
+    let product = item["variant"]["product"]["id"].as_str().and_then(numeric_id);
+    let variant = item["variant"]["id"].as_str().and_then(numeric_id);
+    let external_id = product
+        .zip(variant)
+        .map(|(product, variant)| format!("{product}/{variant}"));
+    Some(ChangeSet {
+        record: RecordKey::new(notice.integration.as_str(), notice.entity.clone(), sku),
+        source: notice.source.clone(),
+        event_id: notice.event_id.clone(),
+        occurred_at: notice.occurred_at,
+        received_at: notice.received_at,
+        external_id,
+        fields: BTreeMap::from([(FieldName::new("inventory"), Wire::Number(available.to_string()))]),
+    })
 }

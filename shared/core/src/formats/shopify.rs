@@ -4,12 +4,15 @@
 //! (title, handle, SEO metafields, images) go on every variant's change. Orders are keyed by the
 //! Shopify order id. Times come from the payload's `updated_at` (any offset, stored as UTC), else
 //! `X-Shopify-Triggered-At`, because retries resend the original payload hours later.
+//!
+//! `inventory_levels/update` names an inventory item, not a SKU, so it becomes a thin notice for
+//! the item (`inventory_items/<id>`), which the connector reads to find the SKU and quantity.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::change::ChangeSet;
+use crate::change::{ChangeSet, Notice, NoticeKind};
 use crate::ids::{FieldName, RecordKey, SystemId};
 use crate::ingest::{parse_offset_time, InboundRequest, Normalized, Rejection, WebhookFormat};
 use crate::secret::Secret;
@@ -58,6 +61,9 @@ impl WebhookFormat for ShopifyFormat {
                 reason: "missing X-Shopify-Topic header".to_owned(),
             });
         };
+        if topic == "inventory_levels/update" {
+            return self.inventory_notice(request, topic);
+        }
         let entity = match topic {
             "products/create" | "products/update" => "product",
             "orders/create" | "orders/updated" => "order",
@@ -112,6 +118,36 @@ impl WebhookFormat for ShopifyFormat {
             }
         };
         Ok(Normalized::Changes(changes))
+    }
+}
+
+impl ShopifyFormat {
+    /// Reads `inventory_levels/update` into a notice for its inventory item.
+    fn inventory_notice(&self, request: &InboundRequest, topic: &str) -> Result<Normalized, Rejection> {
+        let body = Wire::parse(&request.body).map_err(|error| Rejection::Malformed {
+            reason: format!("body is not JSON: {error}"),
+        })?;
+        let Some(item_id) = body.get("inventory_item_id").and_then(Wire::as_key) else {
+            return Err(Rejection::Malformed {
+                reason: format!("{topic} payload has no inventory_item_id"),
+            });
+        };
+        let occurred_at = body
+            .get("updated_at")
+            .and_then(Wire::as_text)
+            .and_then(parse_offset_time)
+            .or_else(|| request.header("x-shopify-triggered-at").and_then(parse_offset_time))
+            .unwrap_or(request.received_at);
+        Ok(Normalized::Notices(vec![Notice {
+            integration: self.integration.clone(),
+            source: self.source.clone(),
+            entity: "product".into(),
+            resource: format!("inventory_items/{item_id}"),
+            kind: NoticeKind::Updated,
+            event_id: event_id(request, topic),
+            occurred_at,
+            received_at: request.received_at,
+        }]))
     }
 }
 
@@ -345,6 +381,28 @@ mod tests {
                 topic: "carts/update".into()
             }
         );
+    }
+
+    #[test]
+    fn inventory_level_becomes_item_notice() {
+        let body = br#"{"inventory_item_id":808950810,"location_id":905684977,"available":6,"updated_at":"2025-06-01T12:00:03+02:00"}"#;
+        let normalized = format("x")
+            .normalize(&request(body, "", "inventory_levels/update"))
+            .unwrap();
+        let Normalized::Notices(notices) = normalized else {
+            panic!("expected a notice, got {normalized:?}");
+        };
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].resource, "inventory_items/808950810");
+        assert_eq!(notices[0].entity.as_str(), "product");
+        assert_eq!(notices[0].kind, NoticeKind::Updated);
+        assert_eq!(notices[0].occurred_at.to_rfc3339(), "2025-06-01T10:00:03+00:00");
+    }
+
+    #[test]
+    fn inventory_level_without_item_is_malformed() {
+        let result = format("x").normalize(&request(br#"{"available":6}"#, "", "inventory_levels/update"));
+        assert!(matches!(result, Err(Rejection::Malformed { .. })));
     }
 
     #[test]

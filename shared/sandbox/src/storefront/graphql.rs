@@ -18,6 +18,7 @@ pub(crate) enum RootField {
     InventorySetQuantities,
     MetafieldsSet,
     ProductVariants,
+    InventoryItem,
 }
 
 impl RootField {
@@ -29,6 +30,7 @@ impl RootField {
             "inventorySetQuantities" => Some(Self::InventorySetQuantities),
             "metafieldsSet" => Some(Self::MetafieldsSet),
             "productVariants" => Some(Self::ProductVariants),
+            "inventoryItem" => Some(Self::InventoryItem),
             _ => None,
         }
     }
@@ -42,11 +44,12 @@ impl RootField {
             Self::InventorySetQuantities => "inventorySetQuantities",
             Self::MetafieldsSet => "metafieldsSet",
             Self::ProductVariants => "productVariants",
+            Self::InventoryItem => "inventoryItem",
         }
     }
 
     pub(crate) fn is_mutation(self) -> bool {
-        self != Self::ProductVariants
+        !matches!(self, Self::ProductVariants | Self::InventoryItem)
     }
 }
 

@@ -23,6 +23,9 @@
 //!   serialized like Shopify (`<`, `>`, `&` and `/` escaped, other characters raw UTF-8) and
 //!   signed with `X-Shopify-Hmac-Sha256`. Failed deliveries are retried with backoff and keep
 //!   their `X-Shopify-Event-Id`; each attempt gets a new `X-Shopify-Webhook-Id`.
+//! - A change of a variant's available quantity also sends `inventory_levels/update`, whose
+//!   payload names only the inventory item, the location and the quantity, so a receiver reads
+//!   the SKU through the `inventoryItem(id:)` query, which the sandbox serves.
 //!
 //! # Not covered
 //!
@@ -35,9 +38,9 @@
 //!   not modelled. Images are plain source URLs. Customers, draft orders (quotes), orders,
 //!   fulfillments and returns have only the REST-shaped API of the `commerce` module, not
 //!   Shopify's GraphQL, and no link to products or inventory.
-//! - Real Shopify reports inventory changes through `inventory_levels/update` and may send
-//!   `products/update` for changes that alter nothing. The sandbox sends `products/update` for
-//!   inventory and metafield changes too, and sends no webhook when a call changes no value.
+//! - Real Shopify may send `products/update` for changes that alter nothing, and may not send it
+//!   for an inventory change. The sandbox sends `products/update` for inventory and metafield
+//!   changes too, and sends no webhook when a call changes no value.
 //! - SKUs are not unique, as in Shopify; lookups by SKU return the first match.
 
 mod api;
@@ -70,7 +73,7 @@ use crate::server::RunningServer;
 use model::{set_metafield, ChangeKind, Store};
 use operations::{create_product, update_product, ProductPatch, VariantPatch};
 use throttle::{CostBucket, Forced429};
-use webhooks::{product_event, ProductTopic, ShopifySigner};
+use webhooks::{inventory_level_event, product_event, ProductTopic, ShopifySigner};
 
 /// Settings of a storefront sandbox. Secrets are redacted from `Debug` output.
 #[derive(Clone)]
@@ -228,12 +231,23 @@ impl Shared {
     /// Sends one webhook per changed product.
     fn emit(&self, store: &Store, changes: &[(ChangeKind, u64)]) {
         for (kind, id) in changes {
-            let Some(product) = store.product(*id) else {
-                continue;
-            };
             let topic = match kind {
                 ChangeKind::Created => ProductTopic::Create,
                 ChangeKind::Updated => ProductTopic::Update,
+                ChangeKind::InventoryLevel => {
+                    let variant = store.find_by_inventory_item(*id).and_then(|(product_id, variant_id)| {
+                        let product = store.product(product_id)?;
+                        product.variants.iter().find(|variant| variant.id == variant_id)
+                    });
+                    if let Some(variant) = variant {
+                        self.dispatcher
+                            .send(inventory_level_event(variant, self.offset, Utc::now()));
+                    }
+                    continue;
+                }
+            };
+            let Some(product) = store.product(*id) else {
+                continue;
             };
             self.dispatcher
                 .send(product_event(topic, product, self.offset, Utc::now()));
@@ -338,11 +352,21 @@ impl StorefrontHandle {
             .as_deref()
             .map(|handle| store.unique_handle(handle, Some(id)));
 
+        let inventory_before = store
+            .find_by_sku(sku)
+            .map(|(_, variant)| (variant.inventory_item_id, variant.inventory_quantity));
         let changed = update_product(&mut store, id, Utc::now(), |product, allocate| {
             apply_edit(product, edit, handle, sku, allocate);
         });
         if changed {
-            self.shared.emit(&store, &[(ChangeKind::Updated, id)]);
+            let mut changes = vec![(ChangeKind::Updated, id)];
+            let inventory_after = store.find_by_sku(sku).map(|(_, variant)| variant.inventory_quantity);
+            if let Some((item_id, before)) = inventory_before {
+                if inventory_after.is_some_and(|after| after != before) {
+                    changes.push((ChangeKind::InventoryLevel, item_id));
+                }
+            }
+            self.shared.emit(&store, &changes);
         }
         store.product(id).cloned().ok_or_else(not_found)
     }

@@ -164,11 +164,14 @@ pub(crate) fn parse_gid(gid: &str, kind: &str) -> Option<u64> {
         .ok()
 }
 
-/// Whether a change created a product or updated one, which selects the webhook topic.
+/// Whether a change created a product, updated one, or changed the available quantity of an
+/// inventory item, which selects the webhook topic. The id beside it is the product's, or the
+/// inventory item's for `InventoryLevel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChangeKind {
     Created,
     Updated,
+    InventoryLevel,
 }
 
 /// All products of the sandbox shop.

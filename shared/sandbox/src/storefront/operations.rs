@@ -49,6 +49,9 @@ const INVENTORY_REASONS: &[&str] = &[
 
 const MAX_QUANTITY: i64 = 1_000_000_000;
 
+/// Requested and actual cost of the `inventoryItem` query: the item, its variant and one level.
+const INVENTORY_ITEM_COST: u32 = 3;
+
 /// The value a root field returned, and the products it changed.
 #[derive(Debug)]
 pub(crate) struct Executed {
@@ -68,6 +71,7 @@ pub(crate) fn requested_cost(call: &RootCall) -> u32 {
             let first = argument::<i64>(&call.arguments, "first").ok().flatten().unwrap_or(0);
             2 + u32::try_from(first.clamp(0, 250)).unwrap_or(0)
         }
+        RootField::InventoryItem => INVENTORY_ITEM_COST,
         _ => MUTATION_COST,
     }
 }
@@ -81,6 +85,7 @@ pub(crate) fn execute(store: &mut Store, call: &RootCall, now: DateTime<Utc>) ->
         RootField::InventorySetQuantities => inventory_set_quantities(store, &call.arguments, now),
         RootField::MetafieldsSet => metafields_set(store, &call.arguments, now),
         RootField::ProductVariants => product_variants(store, &call.arguments),
+        RootField::InventoryItem => inventory_item(store, &call.arguments),
     }
 }
 
@@ -452,6 +457,9 @@ fn inventory_set_quantities(
         if changed && !changes.contains(&(ChangeKind::Updated, product_id)) {
             changes.push((ChangeKind::Updated, product_id));
         }
+        if changed {
+            changes.push((ChangeKind::InventoryLevel, item_id));
+        }
         change_nodes.push(json!({
             "name": input.name,
             "delta": delta,
@@ -601,6 +609,38 @@ fn product_variants(store: &Store, arguments: &BTreeMap<String, Box<RawValue>>) 
         }),
         changes: Vec::new(),
         actual_cost: 2 + returned,
+    })
+}
+
+/// Serves `inventoryItem(id:)`: the item's SKU, its variant and product, and the available
+/// quantity at the one location. An unknown id gives `null`, as Shopify does.
+fn inventory_item(store: &Store, arguments: &BTreeMap<String, Box<RawValue>>) -> Result<Executed, InvalidInput> {
+    let gid: String = required_argument(arguments, "id")?;
+    let found = parse_gid(&gid, "InventoryItem")
+        .and_then(|item_id| store.find_by_inventory_item(item_id))
+        .and_then(|(product_id, variant_id)| {
+            let product = store.product(product_id)?;
+            let variant = product.variants.iter().find(|variant| variant.id == variant_id)?;
+            Some((product, variant))
+        });
+    let data = match found {
+        Some((product, variant)) => json!({
+            "id": gid,
+            "sku": variant.sku,
+            "tracked": true,
+            "updatedAt": graphql_time(variant.updated_at),
+            "variant": {"id": super::model::variant_gid(variant.id), "sku": variant.sku, "product": {"id": product.gid()}},
+            "inventoryLevel": {
+                "location": {"id": LOCATION_GID},
+                "quantities": [{"name": "available", "quantity": variant.inventory_quantity}],
+            },
+        }),
+        None => Value::Null,
+    };
+    Ok(Executed {
+        data,
+        changes: Vec::new(),
+        actual_cost: INVENTORY_ITEM_COST,
     })
 }
 

@@ -126,6 +126,28 @@ pub(crate) fn product_event(
     }
 }
 
+/// Builds an `inventory_levels/update` event: the item, the location and the available
+/// quantity, without the SKU.
+pub(crate) fn inventory_level_event(variant: &Variant, offset: FixedOffset, now: DateTime<Utc>) -> OutgoingEvent {
+    let location_id = 1;
+    let payload = json!({
+        "inventory_item_id": variant.inventory_item_id,
+        "location_id": location_id,
+        "available": variant.inventory_quantity,
+        "updated_at": rest_time(variant.updated_at, offset),
+        "admin_graphql_api_id": format!(
+            "gid://shopify/InventoryLevel/{location_id}?inventory_item_id={}",
+            variant.inventory_item_id
+        ),
+    });
+    OutgoingEvent {
+        topic: "inventory_levels/update".to_owned(),
+        event_id: new_uuid(),
+        triggered_at: now,
+        body: payload_bytes(&payload),
+    }
+}
+
 /// Signs deliveries with the app secret and adds Shopify's webhook headers.
 pub(crate) struct ShopifySigner {
     pub(crate) secret: String,
