@@ -3,9 +3,9 @@
 //!
 //! Business Central subscriptions are created through its API and must be renewed within three
 //! days. The command renews a live one, or creates it again and queues a catch-up read of what
-//! changed while none existed (see `fieldsync_lambda::subscriptions`). Shopify subscriptions
-//! belong to the app and are declared in its configuration file (docs/deploy.md), so the command
-//! only names them.
+//! changed while none existed (see `fieldsync_lambda::subscriptions`). For Shopify it subscribes
+//! the store to every topic the receiver reads, sent to `FIELDSYNC_STOREFRONT_NOTIFICATION_URL`,
+//! and moves a subscription that still sends a topic to an old address.
 //!
 //! Configuration comes from the same variables the functions read: `FIELDSYNC_CONNECTIONS` and
 //! each system's `FIELDSYNC_<SYSTEM>_BASE_URL`, `_TOKEN` and `_COMPANY_ID`, plus
@@ -18,8 +18,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use fieldsync_aws::SqsQueue;
 use fieldsync_connectors::business_central::Ensured;
+use fieldsync_connectors::storefront::{Registration, ShopifyClient, ShopifyConfig};
+use fieldsync_core::formats::shopify::SUBSCRIBED_TOPICS;
 use fieldsync_core::Rules;
-use fieldsync_lambda::config::{connections_from_env, ConnectorKind, Environment, ProcessEnvironment};
+use fieldsync_lambda::config::{connections_from_env, variable_prefix, ConnectorKind, Environment, ProcessEnvironment};
 use fieldsync_lambda::renewer::Renewer;
 use fieldsync_lambda::subscriptions::ensure_items_subscription;
 
@@ -75,10 +77,31 @@ pub(crate) async fn run(rules: &Rules, action: &Action) -> anyhow::Result<ExitCo
                     ),
                 }
             }
-            ConnectorKind::Shopify => println!(
-                "{}: Shopify webhook subscriptions are declared in the app's configuration file (docs/deploy.md)",
-                connection.system
-            ),
+            ConnectorKind::Shopify => {
+                let variable = format!("{}_NOTIFICATION_URL", variable_prefix(&connection.system));
+                let address = env.require(&variable)?;
+                let mut config = ShopifyConfig::new(
+                    connection.system.clone(),
+                    connection.base_url.clone(),
+                    connection.token.clone(),
+                );
+                if let Some(location_id) = &connection.location_id {
+                    config.location_id = location_id.clone();
+                }
+                let client = ShopifyClient::new(config)?;
+                let registrations = client
+                    .ensure_webhooks(&address, SUBSCRIBED_TOPICS)
+                    .await
+                    .with_context(|| format!("cannot register the {} webhooks", connection.system))?;
+                for registration in registrations {
+                    let line = match registration {
+                        Registration::Kept { topic, id } => format!("kept {topic} ({id})"),
+                        Registration::Moved { topic, id, from } => format!("moved {topic} ({id}) from {from}"),
+                        Registration::Created { topic, id } => format!("created {topic} ({id})"),
+                    };
+                    println!("{}: Shopify webhook subscription {line}", connection.system);
+                }
+            }
             ConnectorKind::ErpRest | ConnectorKind::Generic => println!(
                 "{}: this platform's webhooks are configured in the platform itself (docs/deploy.md)",
                 connection.system

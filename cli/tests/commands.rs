@@ -361,3 +361,64 @@ async fn webhooks_register_renews_or_recreates_business_central() {
     assert!(queued[0].body.contains("\"kind\":\"collection\""), "{}", queued[0].body);
     stack.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_register_subscribes_shopify_topics() {
+    let shop =
+        fieldsync_sandbox::storefront::StorefrontSandbox::start(fieldsync_sandbox::storefront::StorefrontConfig {
+            access_token: "shpat_cli_test_token".to_owned(),
+            ..fieldsync_sandbox::storefront::StorefrontConfig::default()
+        })
+        .await
+        .unwrap();
+    let rules_file = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules.toml");
+    let address = "https://hooks.example.com/webhooks/demo/storefront";
+    let env: Vec<(String, String)> = [
+        ("FIELDSYNC_RULES_FILE", rules_file.to_owned()),
+        ("FIELDSYNC_CONNECTIONS", "storefront=shopify".to_owned()),
+        ("FIELDSYNC_STOREFRONT_BASE_URL", shop.base_url()),
+        ("FIELDSYNC_STOREFRONT_TOKEN", "shpat_cli_test_token".to_owned()),
+        ("FIELDSYNC_STOREFRONT_NOTIFICATION_URL", address.to_owned()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value))
+    .collect();
+    let register = || {
+        let env = env.clone();
+        tokio::task::spawn_blocking(move || {
+            let pairs: Vec<(&str, &str)> = env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            fieldsync(&["webhooks", "register", "--integration", "demo"], &pairs)
+        })
+    };
+
+    let first = register().await.unwrap();
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("storefront: Shopify webhook subscription created INVENTORY_LEVELS_UPDATE"),
+        "{stdout}"
+    );
+    let subscriptions = shop.webhook_subscriptions();
+    assert_eq!(
+        subscriptions.len(),
+        fieldsync_core::formats::shopify::SUBSCRIBED_TOPICS.len()
+    );
+    assert!(subscriptions
+        .iter()
+        .all(|subscription| subscription.callback_url == address));
+
+    let second = register().await.unwrap();
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(second.status.success(), "{stdout}");
+    assert!(!stdout.contains("created"), "{stdout}");
+    assert!(stdout.contains("kept PRODUCTS_UPDATE"), "{stdout}");
+    assert_eq!(shop.webhook_subscriptions(), subscriptions);
+    shop.shutdown().await;
+}

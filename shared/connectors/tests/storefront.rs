@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use common::{header, hmac_base64, money, text, write, Receiver};
-use fieldsync_connectors::storefront::{ShopifyClient, ShopifyConfig};
+use fieldsync_connectors::storefront::{Registration, ShopifyClient, ShopifyConfig};
 use fieldsync_connectors::Secret;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::ingest::accept;
@@ -652,4 +652,81 @@ async fn unknown_inventory_item_reads_nothing() {
         ..notice
     };
     assert!(client(&shop).fetch(&elsewhere).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn ensure_webhooks_creates_then_keeps_then_moves() {
+    let old_receiver = Receiver::start(0).await;
+    let receiver = Receiver::start(0).await;
+    let shop = sandbox(StorefrontConfig::default()).await;
+    let client = client(&shop);
+    let topics = ["products/update", "inventory_levels/update"];
+
+    let first = client.ensure_webhooks(&old_receiver.url, &topics).await.unwrap();
+    assert!(first
+        .iter()
+        .all(|registration| matches!(registration, Registration::Created { .. })));
+    let again = client.ensure_webhooks(&old_receiver.url, &topics).await.unwrap();
+    assert!(again
+        .iter()
+        .all(|registration| matches!(registration, Registration::Kept { .. })));
+    let moved = client.ensure_webhooks(&receiver.url, &topics).await.unwrap();
+    assert!(moved
+        .iter()
+        .all(|registration| matches!(registration, Registration::Moved { .. })));
+
+    let subscriptions = shop.webhook_subscriptions();
+    assert_eq!(subscriptions.len(), 2);
+    assert!(subscriptions
+        .iter()
+        .all(|subscription| subscription.callback_url == receiver.url));
+    let topics: Vec<&str> = subscriptions
+        .iter()
+        .map(|subscription| subscription.topic.as_str())
+        .collect();
+    assert_eq!(topics, ["PRODUCTS_UPDATE", "INVENTORY_LEVELS_UPDATE"]);
+
+    // Events go to the subscribed address only, and only for subscribed topics: a create sends
+    // products/create, which nothing subscribes to.
+    client
+        .write(&write(
+            "storefront",
+            "product",
+            "MUG-RED",
+            WriteKind::Create,
+            None,
+            create_fields(),
+        ))
+        .await
+        .unwrap();
+    shop.edit_product_as_user(
+        "MUG-RED",
+        ProductEdit {
+            title: Some("Blue mug".to_owned()),
+            inventory: Some(3),
+            ..ProductEdit::default()
+        },
+    )
+    .unwrap();
+    shop.wait_for_deliveries_idle().await;
+    let delivered: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|request| header(&request.headers, "x-shopify-topic").to_owned())
+        .collect();
+    assert_eq!(delivered, ["products/update", "inventory_levels/update"]);
+    assert!(old_receiver.received().is_empty());
+}
+
+#[tokio::test]
+async fn ensure_webhooks_rejects_plain_http_address() {
+    let shop = sandbox(StorefrontConfig::default()).await;
+    let error = client(&shop)
+        .ensure_webhooks("http://hooks.example.com/fieldsync", &["products/update"])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, SystemError::Rejected { ref message, .. } if message.contains("http://")),
+        "{error:?}"
+    );
 }

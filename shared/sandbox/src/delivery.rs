@@ -224,6 +224,11 @@ impl Dispatcher {
             tracing::debug!(sandbox = self.sandbox, topic = %event.topic, "no webhook URL set, event not delivered");
             return;
         };
+        self.send_to(url, event);
+    }
+
+    /// Queues an event for delivery to `url`, with retries like [`Dispatcher::send`].
+    pub(crate) fn send_to(self: &Arc<Self>, url: String, event: OutgoingEvent) {
         self.pending.send_modify(|pending| *pending += 1);
         let dispatcher = Arc::clone(self);
         self.runtime.spawn(async move {

@@ -54,6 +54,28 @@ pub(crate) const INVENTORY_ITEM: &str = "query FieldsyncInventoryItem($id: ID!, 
   }
 }";
 
+pub(crate) const WEBHOOK_SUBSCRIPTIONS: &str = "query FieldsyncWebhooks {
+  webhookSubscriptions(first: 100) {
+    nodes { id topic endpoint { __typename ... on WebhookHttpEndpoint { callbackUrl } } }
+  }
+}";
+
+pub(crate) const WEBHOOK_SUBSCRIPTION_CREATE: &str =
+    "mutation FieldsyncWebhookCreate($topic: WebhookSubscriptionTopic!, $webhookSubscription: WebhookSubscriptionInput!) {
+  webhookSubscriptionCreate(topic: $topic, webhookSubscription: $webhookSubscription) {
+    webhookSubscription { id topic }
+    userErrors { field message }
+  }
+}";
+
+pub(crate) const WEBHOOK_SUBSCRIPTION_UPDATE: &str =
+    "mutation FieldsyncWebhookUpdate($id: ID!, $webhookSubscription: WebhookSubscriptionInput!) {
+  webhookSubscriptionUpdate(id: $id, webhookSubscription: $webhookSubscription) {
+    webhookSubscription { id topic }
+    userErrors { field message }
+  }
+}";
+
 pub(crate) const FIND_VARIANT: &str = "query FieldsyncFindVariant($query: String!) {
   productVariants(first: 2, query: $query) {
     nodes { id sku inventoryQuantity inventoryItem { id } product { id } }

@@ -23,6 +23,7 @@
 
 mod fields;
 mod graphql;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,6 +42,7 @@ use graphql::{
     top_level_error, user_errors, FIND_VARIANT, INVENTORY_ITEM, INVENTORY_SET, METAFIELDS_SET, PRODUCT_SET,
     PRODUCT_UPDATE, VARIANTS_BULK_UPDATE,
 };
+pub use webhooks::Registration;
 
 /// How many times an inventory write re-reads the quantity after a stale compare-and-set.
 const INVENTORY_ATTEMPTS: u32 = 3;

@@ -21,6 +21,23 @@ use crate::wire::Wire;
 
 use super::{canonical_lines, canonical_rows, document_fields, document_key, put};
 
+/// The topics this format reads, which `fieldsync webhooks register` subscribes to.
+pub const SUBSCRIBED_TOPICS: &[&str] = &[
+    "products/create",
+    "products/update",
+    "inventory_levels/update",
+    "customers/create",
+    "customers/update",
+    "draft_orders/create",
+    "draft_orders/update",
+    "orders/create",
+    "orders/updated",
+    "fulfillments/create",
+    "fulfillments/update",
+    "returns/request",
+    "returns/update",
+];
+
 /// The Shopify webhook format for one shop.
 #[derive(Debug, Clone)]
 pub struct ShopifyFormat {

@@ -27,6 +27,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use super::model::Store;
 use super::webhooks::rest_time;
 use super::{Shared, StorefrontHandle};
 use crate::delivery::{new_uuid, OutgoingEvent};
@@ -83,14 +84,16 @@ fn document_event(document: &Document, created: bool, offset: FixedOffset, now: 
 
 impl Shared {
     /// Sends the webhook of a document a write created or changed.
-    fn emit_document(&self, document: &Document, change: DocumentChange) {
+    fn emit_document(&self, store: &Store, document: &Document, change: DocumentChange) {
         let created = match change {
             DocumentChange::Created => true,
             DocumentChange::Updated => false,
             DocumentChange::Unchanged => return,
         };
-        self.dispatcher
-            .send(document_event(document, created, self.offset, document.updated_at));
+        self.publish(
+            store,
+            document_event(document, created, self.offset, document.updated_at),
+        );
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -140,7 +143,7 @@ impl Shared {
             }
         };
         self.api_writes.fetch_add(1, Ordering::SeqCst);
-        self.emit_document(&written.0, written.1);
+        self.emit_document(&store, &written.0, written.1);
         Ok(written)
     }
 }
@@ -278,7 +281,7 @@ impl StorefrontHandle {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let id = store.allocate_id().to_string();
         let (document, change) = store.documents.upsert(kind, None, members, Utc::now(), || id);
-        self.shared.emit_document(&document, change);
+        self.shared.emit_document(&store, &document, change);
         document
     }
 
@@ -307,7 +310,7 @@ impl StorefrontHandle {
                     kind: kind.as_str(),
                     id: id.to_owned(),
                 })?;
-        self.shared.emit_document(&document, change);
+        self.shared.emit_document(&store, &document, change);
         Ok(document)
     }
 
@@ -337,7 +340,7 @@ impl StorefrontHandle {
         let (order, change) = store
             .documents
             .upsert(DocumentKind::Order, None, members, Utc::now(), || id);
-        self.shared.emit_document(&order, change);
+        self.shared.emit_document(&store, &order, change);
         Ok(order)
     }
 

@@ -19,6 +19,9 @@ pub(crate) enum RootField {
     MetafieldsSet,
     ProductVariants,
     InventoryItem,
+    WebhookSubscriptions,
+    WebhookSubscriptionCreate,
+    WebhookSubscriptionUpdate,
 }
 
 impl RootField {
@@ -31,6 +34,9 @@ impl RootField {
             "metafieldsSet" => Some(Self::MetafieldsSet),
             "productVariants" => Some(Self::ProductVariants),
             "inventoryItem" => Some(Self::InventoryItem),
+            "webhookSubscriptions" => Some(Self::WebhookSubscriptions),
+            "webhookSubscriptionCreate" => Some(Self::WebhookSubscriptionCreate),
+            "webhookSubscriptionUpdate" => Some(Self::WebhookSubscriptionUpdate),
             _ => None,
         }
     }
@@ -45,11 +51,17 @@ impl RootField {
             Self::MetafieldsSet => "metafieldsSet",
             Self::ProductVariants => "productVariants",
             Self::InventoryItem => "inventoryItem",
+            Self::WebhookSubscriptions => "webhookSubscriptions",
+            Self::WebhookSubscriptionCreate => "webhookSubscriptionCreate",
+            Self::WebhookSubscriptionUpdate => "webhookSubscriptionUpdate",
         }
     }
 
     pub(crate) fn is_mutation(self) -> bool {
-        !matches!(self, Self::ProductVariants | Self::InventoryItem)
+        !matches!(
+            self,
+            Self::ProductVariants | Self::InventoryItem | Self::WebhookSubscriptions
+        )
     }
 }
 

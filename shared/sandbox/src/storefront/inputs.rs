@@ -217,3 +217,23 @@ pub(crate) struct MetafieldsSetInput {
     #[serde(rename = "compareDigest")]
     _compare_digest: Option<IgnoredAny>,
 }
+
+/// The `webhookSubscription` argument of `webhookSubscriptionCreate` and `…Update`. API versions
+/// before 2025-10 name the address `callbackUrl`; later ones also take `uri`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WebhookSubscriptionInput {
+    pub(crate) callback_url: Option<String>,
+    pub(crate) uri: Option<String>,
+    pub(crate) format: Option<String>,
+    /// Accepted and ignored: the sandbox's product payloads carry every metafield.
+    #[serde(rename = "metafieldNamespaces")]
+    _metafield_namespaces: Option<IgnoredAny>,
+}
+
+impl WebhookSubscriptionInput {
+    /// Returns the address, from `uri` or `callbackUrl`.
+    pub(crate) fn address(&self) -> Option<&str> {
+        self.uri.as_deref().or(self.callback_url.as_deref())
+    }
+}

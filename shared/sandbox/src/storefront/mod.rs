@@ -11,6 +11,11 @@
 //!   `productVariantsBulkUpdate`, `inventorySetQuantities` (compare-and-set with
 //!   `COMPARE_QUANTITY_STALE` and `COMPARE_QUANTITY_REQUIRED`), `metafieldsSet` and the
 //!   `productVariants(first:, query:)` query with `sku:`, `id:` and `product_id:` search terms.
+//! - Webhook subscriptions: the `webhookSubscriptions` query, `webhookSubscriptionCreate` (topic,
+//!   `callbackUrl` or `uri`, JSON format, a user error for a taken topic and address) and
+//!   `webhookSubscriptionUpdate`. Once a subscription exists, each event goes to the addresses
+//!   subscribed to its topic and nowhere else; before that, to the configured webhook URL.
+//!   Addresses must be HTTPS, except `http://127.0.0.1:<port>`, which Shopify does not allow.
 //! - Responses carry `extensions.cost` from a calculated-cost leaky bucket: each mutation costs
 //!   10 points and `productVariants` requests `2 + first` and pays `2 +` the number returned. A
 //!   request the bucket cannot pay gets HTTP 200 with a `THROTTLED` error, as Shopify answers.
@@ -34,8 +39,8 @@
 //!   fields are rejected or not supported.
 //! - One location (`gid://shopify/Location/1`) and one quantity: `available` and `on_hand` are the
 //!   same number, because the sandbox has no orders or committed stock.
-//! - Product options, media processing, collections and webhook subscriptions through the API are
-//!   not modelled. Images are plain source URLs. Customers, draft orders (quotes), orders,
+//! - Product options, media processing and collections are not modelled. Subscriptions have no
+//!   filters, included fields or metafield namespaces, and cannot be deleted. Images are plain source URLs. Customers, draft orders (quotes), orders,
 //!   fulfillments and returns have only the REST-shaped API of the `commerce` module, not
 //!   Shopify's GraphQL, and no link to products or inventory.
 //! - Real Shopify may send `products/update` for changes that alter nothing, and may not send it
@@ -67,9 +72,10 @@ pub use model::{
 };
 pub use throttle::ThrottleConfig;
 
-use crate::delivery::{Delivery, Dispatcher, RetryPolicy};
+use crate::delivery::{Delivery, Dispatcher, OutgoingEvent, RetryPolicy};
 use crate::error::SandboxError;
 use crate::server::RunningServer;
+pub use model::WebhookSubscription;
 use model::{set_metafield, ChangeKind, Store};
 use operations::{create_product, update_product, ProductPatch, VariantPatch};
 use throttle::{CostBucket, Forced429};
@@ -240,8 +246,7 @@ impl Shared {
                         product.variants.iter().find(|variant| variant.id == variant_id)
                     });
                     if let Some(variant) = variant {
-                        self.dispatcher
-                            .send(inventory_level_event(variant, self.offset, Utc::now()));
+                        self.publish(store, inventory_level_event(variant, self.offset, Utc::now()));
                     }
                     continue;
                 }
@@ -249,8 +254,20 @@ impl Shared {
             let Some(product) = store.product(*id) else {
                 continue;
             };
-            self.dispatcher
-                .send(product_event(topic, product, self.offset, Utc::now()));
+            self.publish(store, product_event(topic, product, self.offset, Utc::now()));
+        }
+    }
+
+    /// Sends an event to each subscription of its topic, or to the configured webhook URL while
+    /// the shop has no subscription.
+    fn publish(&self, store: &Store, event: OutgoingEvent) {
+        match store.subscribers(&event.topic) {
+            None => self.dispatcher.send(event),
+            Some(urls) => {
+                for url in urls {
+                    self.dispatcher.send_to(url, event.clone());
+                }
+            }
         }
     }
 }
@@ -399,6 +416,15 @@ impl StorefrontHandle {
             .mutations
             .lock()
             .map(|names| names.clone())
+            .unwrap_or_default()
+    }
+
+    /// Returns the webhook subscriptions made through the API.
+    pub fn webhook_subscriptions(&self) -> Vec<WebhookSubscription> {
+        self.shared
+            .store
+            .lock()
+            .map(|store| store.subscriptions.clone())
             .unwrap_or_default()
     }
 

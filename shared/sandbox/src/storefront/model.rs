@@ -180,7 +180,26 @@ pub(crate) struct Store {
     products: BTreeMap<u64, Product>,
     /// Customers, quotes, orders, fulfillments and returns, by their numeric ids as text.
     pub(crate) documents: Documents,
+    /// Webhook subscriptions made through the API. While there are none, every event goes to
+    /// the sandbox's configured webhook URL.
+    pub(crate) subscriptions: Vec<WebhookSubscription>,
     next_id: u64,
+}
+
+/// A webhook subscription: a topic, in GraphQL's form such as `PRODUCTS_UPDATE`, and the URL its
+/// events are sent to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WebhookSubscription {
+    pub id: u64,
+    pub topic: String,
+    pub callback_url: String,
+}
+
+impl WebhookSubscription {
+    /// Returns the subscription's global id.
+    pub fn gid(&self) -> String {
+        format!("gid://shopify/WebhookSubscription/{}", self.id)
+    }
 }
 
 impl Store {
@@ -188,8 +207,25 @@ impl Store {
         Self {
             products: BTreeMap::new(),
             documents: Documents::default(),
+            subscriptions: Vec::new(),
             next_id: FIRST_ID,
         }
+    }
+
+    /// Returns the URLs an event of `topic` (REST form, such as `products/update`) goes to: the
+    /// callback URLs subscribed to it, or `None` while no subscription exists at all.
+    pub(crate) fn subscribers(&self, topic: &str) -> Option<Vec<String>> {
+        if self.subscriptions.is_empty() {
+            return None;
+        }
+        let graphql_topic = topic.to_ascii_uppercase().replace('/', "_");
+        Some(
+            self.subscriptions
+                .iter()
+                .filter(|subscription| subscription.topic == graphql_topic)
+                .map(|subscription| subscription.callback_url.clone())
+                .collect(),
+        )
     }
 
     /// Allocates an id, unique across all kinds of objects like Shopify's.

@@ -16,10 +16,11 @@ use super::graphql::{RootCall, RootField};
 use super::inputs::{
     argument, money, required_argument, InvalidInput, InventorySetQuantitiesInput, MetafieldInput, MetafieldsSetInput,
     ProductSetIdentifiers, ProductSetInput, ProductUpdateInput, SeoInput, VariantSetInput, VariantsBulkInput,
+    WebhookSubscriptionInput,
 };
 use super::model::{
-    parse_gid, set_metafield, stamp_changes, ChangeKind, Image, Product, ProductStatus, Store, Variant, LOCATION_GID,
-    SEO_DESCRIPTION_KEY, SEO_NAMESPACE, SEO_TITLE_KEY,
+    parse_gid, set_metafield, stamp_changes, ChangeKind, Image, Product, ProductStatus, Store, Variant,
+    WebhookSubscription, LOCATION_GID, SEO_DESCRIPTION_KEY, SEO_NAMESPACE, SEO_TITLE_KEY,
 };
 use super::nodes::{graphql_time, metafield_node, product_node, user_error, variant_node};
 
@@ -49,6 +50,26 @@ const INVENTORY_REASONS: &[&str] = &[
 
 const MAX_QUANTITY: i64 = 1_000_000_000;
 
+/// Requested and actual cost of listing webhook subscriptions.
+const WEBHOOK_SUBSCRIPTIONS_COST: u32 = 12;
+
+/// Webhook topics a subscription may name, in GraphQL's form: the ones the sandbox sends.
+const WEBHOOK_TOPICS: &[&str] = &[
+    "PRODUCTS_CREATE",
+    "PRODUCTS_UPDATE",
+    "INVENTORY_LEVELS_UPDATE",
+    "CUSTOMERS_CREATE",
+    "CUSTOMERS_UPDATE",
+    "DRAFT_ORDERS_CREATE",
+    "DRAFT_ORDERS_UPDATE",
+    "ORDERS_CREATE",
+    "ORDERS_UPDATED",
+    "FULFILLMENTS_CREATE",
+    "FULFILLMENTS_UPDATE",
+    "RETURNS_REQUEST",
+    "RETURNS_UPDATE",
+];
+
 /// Requested and actual cost of the `inventoryItem` query: the item, its variant and one level.
 const INVENTORY_ITEM_COST: u32 = 3;
 
@@ -72,6 +93,7 @@ pub(crate) fn requested_cost(call: &RootCall) -> u32 {
             2 + u32::try_from(first.clamp(0, 250)).unwrap_or(0)
         }
         RootField::InventoryItem => INVENTORY_ITEM_COST,
+        RootField::WebhookSubscriptions => WEBHOOK_SUBSCRIPTIONS_COST,
         _ => MUTATION_COST,
     }
 }
@@ -86,6 +108,9 @@ pub(crate) fn execute(store: &mut Store, call: &RootCall, now: DateTime<Utc>) ->
         RootField::MetafieldsSet => metafields_set(store, &call.arguments, now),
         RootField::ProductVariants => product_variants(store, &call.arguments),
         RootField::InventoryItem => inventory_item(store, &call.arguments),
+        RootField::WebhookSubscriptions => webhook_subscriptions(store),
+        RootField::WebhookSubscriptionCreate => webhook_subscription_create(store, &call.arguments),
+        RootField::WebhookSubscriptionUpdate => webhook_subscription_update(store, &call.arguments),
     }
 }
 
@@ -642,6 +667,119 @@ fn inventory_item(store: &Store, arguments: &BTreeMap<String, Box<RawValue>>) ->
         changes: Vec::new(),
         actual_cost: INVENTORY_ITEM_COST,
     })
+}
+
+fn subscription_node(subscription: &WebhookSubscription) -> Value {
+    json!({
+        "id": subscription.gid(),
+        "topic": subscription.topic,
+        "format": "JSON",
+        "uri": subscription.callback_url,
+        "callbackUrl": subscription.callback_url,
+        "endpoint": {"__typename": "WebhookHttpEndpoint", "callbackUrl": subscription.callback_url},
+    })
+}
+
+/// Serves `webhookSubscriptions`: every subscription on one page.
+fn webhook_subscriptions(store: &Store) -> Result<Executed, InvalidInput> {
+    let nodes: Vec<Value> = store.subscriptions.iter().map(subscription_node).collect();
+    Ok(Executed {
+        data: json!({"nodes": nodes, "pageInfo": {"hasNextPage": false, "hasPreviousPage": false}}),
+        changes: Vec::new(),
+        actual_cost: WEBHOOK_SUBSCRIPTIONS_COST,
+    })
+}
+
+/// Checks a subscription's address: HTTPS, or HTTP on the loopback interface, which the sandbox
+/// allows so that local receivers can subscribe.
+fn check_address(address: Option<&str>) -> Result<String, Value> {
+    let field = &["webhookSubscription", "callbackUrl"];
+    let Some(address) = address.filter(|address| !address.is_empty()) else {
+        return Err(user_error(field, "Address can't be blank", None));
+    };
+    if address.starts_with("https://") || address.starts_with("http://127.0.0.1:") {
+        Ok(address.to_owned())
+    } else {
+        Err(user_error(field, "Address protocol http:// is not supported", None))
+    }
+}
+
+fn webhook_subscription_create(
+    store: &mut Store,
+    arguments: &BTreeMap<String, Box<RawValue>>,
+) -> Result<Executed, InvalidInput> {
+    let topic: String = required_argument(arguments, "topic")?;
+    let input: WebhookSubscriptionInput = required_argument(arguments, "webhookSubscription")?;
+    let failed =
+        |error: Value| mutation_result(json!({"webhookSubscription": null, "userErrors": [error]}), Vec::new());
+    if !WEBHOOK_TOPICS.contains(&topic.as_str()) {
+        return Err(InvalidInput(format!(
+            "argument 'topic' has an invalid value: {topic} is not a supported topic"
+        )));
+    }
+    if input.format.as_deref().is_some_and(|format| format != "JSON") {
+        return Ok(failed(user_error(
+            &["webhookSubscription", "format"],
+            "Format is not supported",
+            None,
+        )));
+    }
+    let address = match check_address(input.address()) {
+        Ok(address) => address,
+        Err(error) => return Ok(failed(error)),
+    };
+    let taken = store
+        .subscriptions
+        .iter()
+        .any(|subscription| subscription.topic == topic && subscription.callback_url == address);
+    if taken {
+        let field = &["webhookSubscription", "callbackUrl"];
+        return Ok(failed(user_error(
+            field,
+            "Address for this topic has already been taken",
+            None,
+        )));
+    }
+    let subscription = WebhookSubscription {
+        id: store.allocate_id(),
+        topic,
+        callback_url: address,
+    };
+    let node = subscription_node(&subscription);
+    store.subscriptions.push(subscription);
+    Ok(mutation_result(
+        json!({"webhookSubscription": node, "userErrors": []}),
+        Vec::new(),
+    ))
+}
+
+fn webhook_subscription_update(
+    store: &mut Store,
+    arguments: &BTreeMap<String, Box<RawValue>>,
+) -> Result<Executed, InvalidInput> {
+    let gid: String = required_argument(arguments, "id")?;
+    let input: WebhookSubscriptionInput = required_argument(arguments, "webhookSubscription")?;
+    let failed =
+        |error: Value| mutation_result(json!({"webhookSubscription": null, "userErrors": [error]}), Vec::new());
+    let id = parse_gid(&gid, "WebhookSubscription");
+    let Some(subscription) = store
+        .subscriptions
+        .iter_mut()
+        .find(|subscription| Some(subscription.id) == id)
+    else {
+        return Ok(failed(user_error(&["id"], "Webhook subscription does not exist", None)));
+    };
+    if input.address().is_some() {
+        match check_address(input.address()) {
+            Ok(address) => subscription.callback_url = address,
+            Err(error) => return Ok(failed(error)),
+        }
+    }
+    let node = subscription_node(subscription);
+    Ok(mutation_result(
+        json!({"webhookSubscription": node, "userErrors": []}),
+        Vec::new(),
+    ))
 }
 
 /// Splits a search query into `field:value` terms; values may be quoted. Free-text terms are
