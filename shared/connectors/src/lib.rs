@@ -19,6 +19,7 @@ mod documents;
 mod http;
 mod json;
 
+pub mod bigcommerce;
 pub mod business_central;
 pub mod erp;
 pub mod generic;

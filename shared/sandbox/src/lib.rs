@@ -22,6 +22,7 @@ mod error;
 mod json_text;
 mod server;
 
+pub mod bigcommerce;
 pub mod business_central;
 pub mod erp;
 pub mod erpnext;
