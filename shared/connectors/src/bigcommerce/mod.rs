@@ -118,6 +118,8 @@ struct Target {
     variant_id: String,
     /// Whether the variant is the product's base variant, whose price is the product's.
     is_base: bool,
+    /// The product's image URLs in sort order.
+    images: Vec<String>,
 }
 
 impl BigCommerceClient {
@@ -298,7 +300,9 @@ impl BigCommerceClient {
 
     async fn update(&self, write: &OutboundWrite, fields: &WriteFields, target: &Target) -> Result<(), SystemError> {
         let record = &write.record;
-        if fields.images.is_some() {
+        // NOTE: images are written only with a create. An update accepts the list the product
+        // already has, which a create retried after a lost response sends, and rejects any other.
+        if fields.images.as_ref().is_some_and(|urls| *urls != target.images) {
             return Err(rejected(
                 self.system(),
                 record,
@@ -368,10 +372,15 @@ fn target_of(product: &Wire, sku: &str) -> Option<Target> {
         .iter()
         .find(|variant| variant.get("sku").and_then(Wire::as_text) == Some(sku))?;
     let variant_id = variant.get("id").and_then(Wire::as_key)?;
+    let images = match variant_fields(product, variant).remove(&FieldName::new("images")) {
+        Some(Wire::List(urls)) => urls.iter().filter_map(|url| url.as_text().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
     Some(Target {
         is_base: base.as_deref() == Some(variant_id.as_str()),
         product_id,
         variant_id,
+        images,
     })
 }
 
