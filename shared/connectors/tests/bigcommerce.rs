@@ -447,3 +447,26 @@ async fn quota_waits_and_every_write_lands() {
     );
     store.shutdown().await;
 }
+
+/// One writer against a quota of 3 requests per second: once a response reports no request
+/// left, the client waits for the reported reset, so no request meets a 429.
+#[tokio::test]
+async fn sequential_writes_wait_for_reset_without_429() {
+    let store = store(RateLimit {
+        quota: 3,
+        window: Duration::from_secs(1),
+    })
+    .await;
+    store.create_product_as_merchant(mug(1)).unwrap();
+    let client = client(&store);
+    let started = std::time::Instant::now();
+    for n in 1..=4 {
+        let write = product_write(WriteKind::Update, "MUG", vec![("price", money(&format!("{n}.50")))]);
+        client.write(&write).await.unwrap();
+    }
+    assert_eq!(store.product_by_sku("MUG").unwrap().price.to_string(), "4.50");
+    assert_eq!(store.throttled_count(), 0);
+    assert_eq!(store.api_request_count(), 8);
+    assert!(started.elapsed() >= Duration::from_secs(2), "8 requests need 3 windows of 3");
+    store.shutdown().await;
+}
