@@ -50,7 +50,9 @@ async fn post(receiver: &Receiver, body: &[u8], id: &str, timestamp: i64, signat
         ("webhook-timestamp", timestamp.as_str()),
         ("webhook-signature", signature),
     ];
-    let response = handle(receiver, api_gateway_request(body, &headers, false)).await.unwrap();
+    let response = handle(receiver, api_gateway_request(body, &headers, false))
+        .await
+        .unwrap();
     status_and_body(&response).0
 }
 

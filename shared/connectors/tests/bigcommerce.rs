@@ -16,8 +16,8 @@ use fieldsync_connectors::Secret;
 use fieldsync_core::formats::bigcommerce::BigCommerceFormat;
 use fieldsync_core::ports::{SystemClient, SystemError};
 use fieldsync_core::{
-    FieldName, FieldValue, InboundRequest, Normalized, Notice, NoticeKind, OutboundWrite, SystemId, Wire, WebhookFormat,
-    WriteKind,
+    FieldName, FieldValue, InboundRequest, Normalized, Notice, NoticeKind, OutboundWrite, SystemId, WebhookFormat,
+    Wire, WriteKind,
 };
 use fieldsync_sandbox::bigcommerce::{
     self as sandbox, BigCommerceHandle, BigCommerceSandbox, NewProduct, NewVariant, ProductEdit, RateLimit,
@@ -149,7 +149,11 @@ async fn events_of_one_product_coalesce_into_one_read() {
 
     let format = BigCommerceFormat::new("demo", SystemId::new("storefront"), vec![Secret::new(CLIENT_SECRET)]);
     let received = receiver.received();
-    assert_eq!(received.len(), 4, "created, product updated, sku updated, sku inventory");
+    assert_eq!(
+        received.len(),
+        4,
+        "created, product updated, sku updated, sku inventory"
+    );
     let notices: Vec<Notice> = received[1..]
         .iter()
         .flat_map(|received| received_notices(&format, received))
@@ -292,7 +296,10 @@ async fn update_puts_price_on_product_or_variant() {
     client.write(&base_price).await.unwrap();
     let mug = store.product_by_sku("MUG").unwrap();
     assert_eq!(mug.price.to_string(), "11.50");
-    assert_eq!(mug.variants[0].price, None, "a base variant sells at the product's price");
+    assert_eq!(
+        mug.variants[0].price, None,
+        "a base variant sells at the product's price"
+    );
     assert!(!mug.is_visible);
 
     let missing = product_write(WriteKind::Update, "NOPE", vec![("price", money("1.00"))]);
@@ -343,7 +350,11 @@ async fn relative_inventory_keeps_sales_made_meanwhile() {
         .previous
         .insert(FieldName::new("inventory"), FieldValue::Quantity(15));
     client.write(&unchanged).await.unwrap();
-    assert_eq!(store.api_request_count() - before, 1, "only the product read, no adjustment");
+    assert_eq!(
+        store.api_request_count() - before,
+        1,
+        "only the product read, no adjustment"
+    );
 
     let without_previous = product_write(WriteKind::Update, "MUG", vec![("inventory", FieldValue::Quantity(20))]);
     client.write(&without_previous).await.unwrap();
@@ -467,6 +478,9 @@ async fn sequential_writes_wait_for_reset_without_429() {
     assert_eq!(store.product_by_sku("MUG").unwrap().price.to_string(), "4.50");
     assert_eq!(store.throttled_count(), 0);
     assert_eq!(store.api_request_count(), 8);
-    assert!(started.elapsed() >= Duration::from_secs(2), "8 requests need 3 windows of 3");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "8 requests need 3 windows of 3"
+    );
     store.shutdown().await;
 }

@@ -38,8 +38,8 @@ use reqwest::{Method, StatusCode};
 
 use crate::http::{build_client, rejected, status_error, unavailable, ConnectorError, UnexpectedResponse};
 use crate::json::string;
-use fieldsync_core::{FieldValue, Secret};
 use fields::{boolean, images, integer, money, render, variant_fields, Body, WriteFields};
+use fieldsync_core::{FieldValue, Secret};
 use rate::RateBudget;
 
 /// How inventory levels are written.
@@ -197,7 +197,13 @@ impl BigCommerceClient {
                 retry_after: rate::reset_after(&headers),
             });
         }
-        Err(status_error(self.system(), record, status, &headers, error_message(&body)))
+        Err(status_error(
+            self.system(),
+            record,
+            status,
+            &headers,
+            error_message(&body),
+        ))
     }
 
     /// Reads a product with its variants and images, or `None` when it does not exist.
@@ -249,7 +255,10 @@ impl BigCommerceClient {
         variants
             .iter()
             .filter_map(|variant| {
-                let sku = variant.get("sku").and_then(Wire::as_text).filter(|sku| !sku.is_empty())?;
+                let sku = variant
+                    .get("sku")
+                    .and_then(Wire::as_text)
+                    .filter(|sku| !sku.is_empty())?;
                 let variant_id = variant.get("id").and_then(Wire::as_key)?;
                 Some(ChangeSet {
                     record: RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), sku),
@@ -294,8 +303,12 @@ impl BigCommerceClient {
         let url = self.url("catalog/products")?;
         let reply = self.send(record, Method::POST, url, Some(render(&body))).await?;
         let product = self.data(&reply.body)?;
-        target_of(&product, &record.key)
-            .ok_or_else(|| unavailable(self.system(), UnexpectedResponse("created product has no variant".into())))
+        target_of(&product, &record.key).ok_or_else(|| {
+            unavailable(
+                self.system(),
+                UnexpectedResponse("created product has no variant".into()),
+            )
+        })
     }
 
     async fn update(&self, write: &OutboundWrite, fields: &WriteFields, target: &Target) -> Result<(), SystemError> {
@@ -443,7 +456,9 @@ impl SystemClient for BigCommerceClient {
         }
         let placeholder = RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), "?");
         let product = self.get_product(&placeholder, product_id).await?;
-        Ok(product.map(|product| self.changes(notice, &product)).unwrap_or_default())
+        Ok(product
+            .map(|product| self.changes(notice, &product))
+            .unwrap_or_default())
     }
 }
 
@@ -468,8 +483,7 @@ mod tests {
 
     #[test]
     fn base_variant_is_recognized() {
-        let product =
-            Wire::parse(br#"{"id":206,"base_variant_id":400,"variants":[{"id":400,"sku":"MUG"}]}"#).unwrap();
+        let product = Wire::parse(br#"{"id":206,"base_variant_id":400,"variants":[{"id":400,"sku":"MUG"}]}"#).unwrap();
         let target = target_of(&product, "MUG").unwrap();
         assert!(target.is_base);
         assert_eq!((target.product_id.as_str(), target.variant_id.as_str()), ("206", "400"));
@@ -485,7 +499,8 @@ mod tests {
 
     #[test]
     fn error_body_gives_title_and_errors() {
-        let body = br#"{"status":422,"title":"JSON data is missing or invalid","type":"x","errors":{"price":"required"}}"#;
+        let body =
+            br#"{"status":422,"title":"JSON data is missing or invalid","type":"x","errors":{"price":"required"}}"#;
         assert_eq!(
             error_message(body).as_deref(),
             Some(r#"JSON data is missing or invalid {"price":"required"}"#)

@@ -273,7 +273,10 @@ mod tests {
 
     #[test]
     fn vector_verifies_with_clock_near_timestamp() {
-        assert_eq!(format_at(1_700_000_004).verify(&vector_request(VECTOR_SIGNATURE)), Ok(()));
+        assert_eq!(
+            format_at(1_700_000_004).verify(&vector_request(VECTOR_SIGNATURE)),
+            Ok(())
+        );
     }
 
     #[test]
@@ -333,7 +336,9 @@ mod tests {
 
     #[test]
     fn product_update_becomes_product_notice() {
-        let normalized = format_at(1_700_000_004).normalize(&vector_request(VECTOR_SIGNATURE)).unwrap();
+        let normalized = format_at(1_700_000_004)
+            .normalize(&vector_request(VECTOR_SIGNATURE))
+            .unwrap();
         let notices = notices(normalized);
         assert_eq!(notices.len(), 1);
         let notice = &notices[0];
@@ -371,7 +376,11 @@ mod tests {
         let resources: Vec<String> = bodies
             .iter()
             .enumerate()
-            .map(|(n, body)| notices(format.normalize(&signed(body, &format!("msg_{n}"))).unwrap())[0].resource.clone())
+            .map(|(n, body)| {
+                notices(format.normalize(&signed(body, &format!("msg_{n}"))).unwrap())[0]
+                    .resource
+                    .clone()
+            })
             .collect();
         assert_eq!(resources, vec!["catalog/products/206"; 3]);
     }

@@ -92,7 +92,10 @@ async fn api(
     let token = headers.get("x-auth-token").and_then(|value| value.to_str().ok());
     if token != Some(shared.config.access_token.as_str()) {
         let report = shared.lock_quota().peek(now);
-        return with_quota(error(StatusCode::UNAUTHORIZED, "The access token is missing or invalid."), report);
+        return with_quota(
+            error(StatusCode::UNAUTHORIZED, "The access token is missing or invalid."),
+            report,
+        );
     }
     let taken = shared.lock_quota().take(now);
     let report = match taken {
@@ -100,7 +103,10 @@ async fn api(
         Err(report) => {
             shared.throttled.fetch_add(1, Ordering::SeqCst);
             return with_quota(
-                error(StatusCode::TOO_MANY_REQUESTS, "Too many requests: the store's quota is used up."),
+                error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Too many requests: the store's quota is used up.",
+                ),
                 report,
             );
         }
@@ -160,7 +166,10 @@ fn create_product(shared: &Shared, body: &[u8]) -> Response {
         return error(StatusCode::CONFLICT, format!("The SKU {sku} is already used."));
     }
     if state.name_taken(name, None) {
-        return error(StatusCode::CONFLICT, format!("The product name {name:?} is already used."));
+        return error(
+            StatusCode::CONFLICT,
+            format!("The product name {name:?} is already used."),
+        );
     }
     let new = NewProduct {
         name: name.clone(),
@@ -197,7 +206,10 @@ fn update_product(shared: &Shared, id: &str, body: &[u8]) -> Response {
     };
     if let Some(name) = &write.name {
         if state.name_taken(name, Some(id)) {
-            return error(StatusCode::CONFLICT, format!("The product name {name:?} is already used."));
+            return error(
+                StatusCode::CONFLICT,
+                format!("The product name {name:?} is already used."),
+            );
         }
     }
     let Some(product) = state.products.get_mut(&id) else {
@@ -227,7 +239,10 @@ fn get_variant(shared: &Shared, id: &str, variant_id: &str) -> Response {
     });
     match found {
         Some(json) => data(StatusCode::OK, &json),
-        None => error(StatusCode::NOT_FOUND, format!("Variant {variant_id} of product {id} does not exist.")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("Variant {variant_id} of product {id} does not exist."),
+        ),
     }
 }
 

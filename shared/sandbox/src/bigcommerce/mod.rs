@@ -426,8 +426,7 @@ impl BigCommerceHandle {
         }
         let product = state.insert(&new, Utc::now());
         drop(state);
-        self.shared
-            .notify(&Change::ProductCreated { product_id: product.id });
+        self.shared.notify(&Change::ProductCreated { product_id: product.id });
         Ok(product)
     }
 
@@ -506,7 +505,9 @@ impl BigCommerceHandle {
             .product_by_sku(sku)
             .and_then(|product| product.variant(sku).map(|variant| variant.id))
             .ok_or_else(not_found)?;
-        self.shared.adjust(variant_id, delta, true, true).ok_or_else(not_found)?;
+        self.shared
+            .adjust(variant_id, delta, true, true)
+            .ok_or_else(not_found)?;
         self.product_by_sku(sku).ok_or_else(not_found)
     }
 

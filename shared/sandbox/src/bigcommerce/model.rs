@@ -287,8 +287,8 @@ impl ProductWrite {
                     write.custom_url = Some(url);
                 }
                 "images" => {
-                    let images: Vec<BTreeMap<String, Box<RawValue>>> = serde_json::from_str(raw.get())
-                        .map_err(|_| "images must be a list of objects".to_owned())?;
+                    let images: Vec<BTreeMap<String, Box<RawValue>>> =
+                        serde_json::from_str(raw.get()).map_err(|_| "images must be a list of objects".to_owned())?;
                     let urls = images
                         .iter()
                         .map(|image| {
@@ -310,7 +310,9 @@ impl ProductWrite {
         }
         if let Some(tracking) = &write.inventory_tracking {
             if !matches!(tracking.as_str(), "none" | "product" | "variant") {
-                return Err(format!("inventory_tracking {tracking:?} must be none, product or variant"));
+                return Err(format!(
+                    "inventory_tracking {tracking:?} must be none, product or variant"
+                ));
             }
         }
         Ok(write)

@@ -17,13 +17,7 @@ impl SignHeaders for StandardWebhooksSigner {
         let timestamp = Utc::now().timestamp().to_string();
         let signature = hmac_sha256_base64(
             self.client_secret.as_bytes(),
-            &[
-                event.event_id.as_bytes(),
-                b".",
-                timestamp.as_bytes(),
-                b".",
-                &event.body,
-            ],
+            &[event.event_id.as_bytes(), b".", timestamp.as_bytes(), b".", &event.body],
         );
         vec![
             ("content-type".to_owned(), "application/json".to_owned()),
@@ -37,9 +31,16 @@ impl SignHeaders for StandardWebhooksSigner {
 /// What changed, as the `scope` and `data` of a payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change {
-    ProductCreated { product_id: u64 },
-    ProductUpdated { product_id: u64 },
-    SkuUpdated { product_id: u64, variant_id: u64 },
+    ProductCreated {
+        product_id: u64,
+    },
+    ProductUpdated {
+        product_id: u64,
+    },
+    SkuUpdated {
+        product_id: u64,
+        variant_id: u64,
+    },
     /// An inventory change through the API or the control panel: `method` is `absolute` or
     /// `relative`, and `value` the level or the difference.
     SkuInventory {
