@@ -22,7 +22,8 @@ const VECTOR_TIMESTAMP: i64 = 1_700_000_000;
 const VECTOR_SIGNATURE: &str = "v1,IE6hLYuWaaidICWR3xzTdCnIBRsOKfOfbX1f+vHybNw=";
 const SKU_INVENTORY: &str = r#"{"scope":"store/sku/inventory/updated","store_id":"1000001","data":{"type":"sku","id":461,"inventory":{"product_id":206,"method":"absolute","value":5}},"hash":"4b1f","created_at":1700000000,"producer":"stores/abc123"}"#;
 
-/// A receiver whose format's clock reads `now` (Unix seconds), or the system clock for `None`.
+/// Builds a receiver whose format's clock reads `now` (Unix seconds), or the system clock for
+/// `None`.
 fn receiver(queue: Arc<EmbeddedQueue>, now: Option<i64>) -> Receiver {
     let mut format = BigCommerceFormat::new("demo", SystemId::new("storefront"), vec![Secret::new(SECRET)]);
     if let Some(seconds) = now {

@@ -421,6 +421,7 @@ async fn quota_waits_and_every_write_lands() {
         };
         store.create_product_as_merchant(product).unwrap();
     }
+
     let client = Arc::new(client(&store));
     let mut tasks = Vec::new();
     for (n, sku) in skus.iter().enumerate() {
@@ -441,6 +442,7 @@ async fn quota_waits_and_every_write_lands() {
             }
         }));
     }
+
     let mut rate_limited = 0;
     for task in tasks {
         rate_limited += task.await.unwrap();

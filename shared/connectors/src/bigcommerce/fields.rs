@@ -155,6 +155,7 @@ pub(crate) fn variant_fields(product: &Wire, variant: &Wire) -> BTreeMap<FieldNa
             fields.insert(FieldName::new(name), wire.clone());
         }
     };
+
     put("name", product.get("name"));
     // A variant without a price of its own (null) sells at the product's price.
     let price = variant
@@ -167,6 +168,7 @@ pub(crate) fn variant_fields(product: &Wire, variant: &Wire) -> BTreeMap<FieldNa
     put("meta_description", product.get("meta_description"));
     put("description", product.get("description"));
     put("published", product.get("is_visible"));
+
     let handle = product
         .pointer("/custom_url/url")
         .and_then(Wire::as_text)

@@ -14,10 +14,10 @@
 //!   tracked per product.
 //! - An update reads the product for its variants, puts the product-level fields on the product,
 //!   and the price on the product for a base variant or on the variant otherwise.
-//! - Inventory goes through the inventory adjustments API at the configured location: an absolute
-//!   level by default, or, with [`InventoryMode::Relative`] and a write that carries the level
-//!   the target had before, the difference (a zero difference sends nothing), so that sales
-//!   the store made meanwhile are kept.
+//! - Inventory goes through the inventory adjustments API at the configured location, as an
+//!   absolute level by default. With [`InventoryMode::Relative`] and a write that carries the
+//!   level the target had before, it sends the difference instead, so that sales the store made
+//!   meanwhile are kept. A zero difference sends nothing.
 //!
 //! Every response reports the store's remaining quota. Once a response reports none left, the
 //! next request waits for the reset, at most [`BigCommerceConfig::max_rate_wait`]. A 429 becomes
@@ -42,7 +42,7 @@ use fields::{boolean, images, integer, money, render, variant_fields, Body, Writ
 use fieldsync_core::{FieldValue, Secret};
 use rate::RateBudget;
 
-/// How inventory levels are written.
+/// The adjustment kind inventory writes use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InventoryMode {
     /// Sets the level (`PUT inventory/adjustments/absolute`).
@@ -69,7 +69,7 @@ pub struct BigCommerceConfig {
     /// The inventory location that adjustments apply to (1 is a store's default location).
     pub inventory_location_id: u64,
     pub inventory_mode: InventoryMode,
-    /// The longest wait for the quota to refill before a request.
+    /// The maximum wait for the quota to refill before a request.
     pub max_rate_wait: Duration,
     pub request_timeout: Duration,
 }
@@ -153,7 +153,7 @@ impl BigCommerceClient {
         digits.then_some(id)
     }
 
-    /// Sends one request after any wait the quota asks for, and reads the whole response.
+    /// Sends one request after any wait the reported quota requires, and reads the whole response.
     async fn send(
         &self,
         record: &RecordKey,
@@ -168,6 +168,7 @@ impl BigCommerceClient {
             tracing::debug!(record = %record, wait_ms = wait.as_millis(), "BigCommerce quota used up; waiting for its reset");
             tokio::time::sleep(wait).await;
         }
+
         let mut request = self
             .http
             .request(method, url)
@@ -180,6 +181,7 @@ impl BigCommerceClient {
             .send()
             .await
             .map_err(|error| unavailable(self.system(), error))?;
+
         let status = response.status();
         let headers = response.headers().clone();
         self.budget.observe(&headers, Instant::now());
@@ -333,7 +335,8 @@ impl BigCommerceClient {
         };
         if !body.is_empty() {
             let url = self.url(&format!("{PRODUCT_RESOURCE_PREFIX}{}", target.product_id))?;
-            self.send(record, Method::PUT, url, Some(render(&body))).await?;
+            let reply = self.send(record, Method::PUT, url, Some(render(&body))).await?;
+            self.require_found(record, &reply, "product")?;
         }
         if let Some(price) = variant_price {
             let mut body = Body::new();
@@ -342,8 +345,10 @@ impl BigCommerceClient {
                 "{PRODUCT_RESOURCE_PREFIX}{}/variants/{}",
                 target.product_id, target.variant_id
             );
-            self.send(record, Method::PUT, self.url(&path)?, Some(render(&body)))
+            let reply = self
+                .send(record, Method::PUT, self.url(&path)?, Some(render(&body)))
                 .await?;
+            self.require_found(record, &reply, "variant")?;
         }
         Ok(())
     }
@@ -370,7 +375,19 @@ impl BigCommerceClient {
             self.config.inventory_location_id, target.variant_id
         );
         let body = format!(r#"{{"reason":"fieldsync","items":[{item}]}}"#);
-        self.send(&write.record, method, self.url(path)?, Some(body)).await?;
+        let reply = self.send(&write.record, method, self.url(path)?, Some(body)).await?;
+        self.require_found(&write.record, &reply, "inventory adjustment route")
+    }
+
+    /// Rejects a write whose request got 404, which `send` returns as a reply for reads.
+    fn require_found(&self, record: &RecordKey, reply: &Reply, what: &str) -> Result<(), SystemError> {
+        if reply.status == StatusCode::NOT_FOUND {
+            return Err(rejected(
+                self.system(),
+                record,
+                format!("the BigCommerce {what} was not found (HTTP 404)"),
+            ));
+        }
         Ok(())
     }
 }

@@ -12,10 +12,10 @@
 //! product and SKU scope becomes a [`Notice`] whose resource is the parent product,
 //! `catalog/products/{id}`, so several events of one product are resolved by one read of it.
 //!
-//! NOTE: the thin payload shape and the scope names come from BigCommerce's "Webhooks overview"
-//! and "Webhook events" pages. The Standard Webhooks signing scheme is the one this integration
-//! is configured for; the public BigCommerce pages found while writing this module did not
-//! describe it, so check it against the store's delivery headers before going live.
+//! NOTE: the thin payload shape and the scope names come from BigCommerce's "HTTPS Webhooks
+//! Overview" and "Webhook events" pages. Those pages do not describe a delivery signature. The
+//! Standard Webhooks scheme here is the one this integration is configured for, so check it
+//! against a real store's delivery headers before going live.
 
 use std::fmt;
 use std::sync::Arc;
@@ -96,7 +96,7 @@ impl fmt::Debug for BigCommerceFormat {
     }
 }
 
-/// What a scope reports, and where its payload names the product.
+/// The kind of a scope and the payload member that names its product.
 enum Scope {
     /// A product scope: `data.id` is the product.
     Product(NoticeKind),

@@ -97,8 +97,9 @@ async fn api(
             report,
         );
     }
-    let taken = shared.lock_quota().take(now);
-    let report = match taken {
+
+    let counted = shared.lock_quota().take(now);
+    let report = match counted {
         Ok(report) => report,
         Err(report) => {
             shared.throttled.fetch_add(1, Ordering::SeqCst);
@@ -114,6 +115,7 @@ async fn api(
     if store_hash != shared.config.store_hash {
         return with_quota(error(StatusCode::NOT_FOUND, "The store does not exist."), report);
     }
+
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let include = query.get("include").map(String::as_str).unwrap_or_default();
     let variants = include.split(',').any(|name| name == "variants");
@@ -160,6 +162,7 @@ fn create_product(shared: &Shared, body: &[u8]) -> Response {
     let (Some(name), Some(_), Some(_), Some(price)) = (&write.name, &write.kind, &write.weight, write.price) else {
         return unprocessable("name, type, weight and price are required");
     };
+
     let sku = write.sku.clone().unwrap_or_default();
     let mut state = shared.lock_state();
     if !sku.is_empty() && state.product_id_by_sku(&sku).is_some() {
@@ -261,6 +264,7 @@ fn update_variant(shared: &Shared, id: &str, variant_id: &str, body: &[u8]) -> R
             other => return unprocessable(format!("{other} is not a variant member the sandbox accepts")),
         }
     }
+
     let mut state = shared.lock_state();
     let product = id.parse().ok().and_then(|id: u64| state.products.get_mut(&id));
     let Some(product) = product else {
@@ -278,6 +282,7 @@ fn update_variant(shared: &Shared, id: &str, variant_id: &str, body: &[u8]) -> R
         variant.price = price;
         product.date_modified = Utc::now();
     }
+
     let product_id = product.id;
     let numeric_variant = variant.id;
     let json = product

@@ -11,9 +11,9 @@
 //!
 //! - `X-Auth-Token` on every `/v3` route: HTTP 401 otherwise, with BigCommerce's error body
 //!   `{"status","title","type","errors"}`. A path with another store hash gets 404.
-//! - `GET /v3/catalog/products` (filter `sku`, matching the product's or a variant's SKU) and
-//!   `POST` (name, type, weight and price required, 422 otherwise; a SKU or name already used
-//!   gets 409). `GET` and `PUT /v3/catalog/products/{id}`; `include=variants,images` adds the
+//! - `GET /v3/catalog/products` filters by `sku`, matching the product's or a variant's SKU.
+//!   `POST` requires name, type, weight and price (422 otherwise), and a SKU or name already
+//!   used gets 409. `GET` and `PUT /v3/catalog/products/{id}`; `include=variants,images` adds the
 //!   sub-resources to a read. `GET` and `PUT /v3/catalog/products/{id}/variants/{id}` (price).
 //!   Products have `name`, `sku`, `price`, `description`, `page_title`, `meta_description`,
 //!   `custom_url`, `is_visible`, `inventory_tracking`, `images` (by `image_url`),
@@ -79,7 +79,7 @@ pub struct RateLimit {
 }
 
 impl Default for RateLimit {
-    /// The quota of BigCommerce's Standard and Plus plans: 150 requests per 30 s.
+    /// Returns the quota of BigCommerce's Standard and Plus plans: 150 requests per 30 s.
     fn default() -> Self {
         Self {
             quota: 150,
@@ -358,6 +358,7 @@ impl Shared {
         let level = variant.inventory_level;
         product.date_modified = now;
         drop(state);
+
         if level != before || relative {
             let change = if by_order {
                 Change::SkuInventoryOrder {

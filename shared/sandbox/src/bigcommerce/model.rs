@@ -318,7 +318,7 @@ impl ProductWrite {
         Ok(write)
     }
 
-    /// Applies the members to `product` and tells whether a value changed.
+    /// Applies the members to `product` and returns whether a value changed.
     pub(crate) fn apply(&self, product: &mut Product) -> bool {
         let before = product.clone();
         if let Some(name) = &self.name {
@@ -342,6 +342,7 @@ impl ProductWrite {
         if let Some(visible) = self.is_visible {
             product.is_visible = visible;
         }
+
         if let Some(tracking) = &self.inventory_tracking {
             product.inventory_tracking.clone_from(tracking);
         }

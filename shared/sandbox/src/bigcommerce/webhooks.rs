@@ -28,7 +28,7 @@ impl SignHeaders for StandardWebhooksSigner {
     }
 }
 
-/// What changed, as the `scope` and `data` of a payload.
+/// A change that a webhook reports, as the `scope` and `data` of its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Change {
     ProductCreated {
