@@ -486,3 +486,99 @@ async fn sequential_writes_wait_for_reset_without_429() {
     );
     store.shutdown().await;
 }
+
+#[tokio::test]
+async fn sandbox_rejects_missing_token_with_error_body() {
+    let store = store(RateLimit::default()).await;
+    let response = reqwest::Client::new()
+        .get(format!("{}/v3/catalog/products", store.base_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert!(response.headers().contains_key("x-rate-limit-requests-left"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], 401);
+    assert!(body["title"].is_string());
+    assert!(body["errors"].is_object());
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn sandbox_reports_quota_and_rejects_beyond_it() {
+    let store = store(RateLimit {
+        quota: 2,
+        window: Duration::from_secs(30),
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/v3/catalog/products", store.base_url());
+    let mut statuses = Vec::new();
+    let mut left = Vec::new();
+    for _ in 0..3 {
+        let response = http.get(&url).header("X-Auth-Token", TOKEN).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+        left.push(header("x-rate-limit-requests-left"));
+        assert_eq!(header("x-rate-limit-requests-quota"), "2");
+        assert_eq!(header("x-rate-limit-time-window-ms"), "30000");
+        let reset: u64 = header("x-rate-limit-time-reset-ms").parse().unwrap();
+        assert!(reset <= 30_000, "{reset}");
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+    assert_eq!(left, vec!["1", "0", "0"]);
+    assert_eq!(store.throttled_count(), 1);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn sandbox_retries_webhook_with_same_id() {
+    let store = store(RateLimit::default()).await;
+    let receiver = Receiver::start(1).await;
+    store.set_webhook_url(Some(receiver.url.clone()));
+    store.create_product_as_merchant(mug(5)).unwrap();
+    store.wait_for_deliveries_idle().await;
+
+    let deliveries = store.deliveries();
+    assert_eq!(deliveries.len(), 2, "one failed attempt, one retry");
+    assert_eq!(deliveries[0].topic, "store/product/created");
+    assert!(!deliveries[0].succeeded());
+    assert!(deliveries[1].succeeded());
+    assert_eq!(deliveries[0].header("webhook-id"), deliveries[1].header("webhook-id"));
+    assert_eq!(deliveries[0].body, deliveries[1].body);
+    let format = BigCommerceFormat::new("demo", SystemId::new("storefront"), vec![Secret::new(CLIENT_SECRET)]);
+    let notices = received_notices(&format, &receiver.received()[1]);
+    assert_eq!(notices[0].kind, NoticeKind::Created);
+    store.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_writes_send_their_scopes() {
+    let store = store(RateLimit::default()).await;
+    store.create_product_as_merchant(tee()).unwrap();
+    let receiver = Receiver::start(0).await;
+    store.set_webhook_url(Some(receiver.url.clone()));
+    let write = product_write(
+        WriteKind::Update,
+        "TEE-M",
+        vec![
+            ("name", text("Tee two")),
+            ("price", money("24.00")),
+            ("inventory", FieldValue::Quantity(9)),
+        ],
+    );
+    client(&store).write(&write).await.unwrap();
+    store.wait_for_deliveries_idle().await;
+
+    let mut scopes: Vec<String> = store.deliveries().into_iter().map(|delivery| delivery.topic).collect();
+    scopes.sort();
+    assert_eq!(
+        scopes,
+        vec![
+            "store/product/updated".to_owned(),
+            "store/sku/inventory/updated".to_owned(),
+            "store/sku/updated".to_owned(),
+        ]
+    );
+    store.shutdown().await;
+}
