@@ -380,12 +380,12 @@ impl BigCommerceClient {
     }
 
     /// Rejects a write whose request got 404, which `send` returns as a reply for reads.
-    fn require_found(&self, record: &RecordKey, reply: &Reply, what: &str) -> Result<(), SystemError> {
+    fn require_found(&self, record: &RecordKey, reply: &Reply, resource: &str) -> Result<(), SystemError> {
         if reply.status == StatusCode::NOT_FOUND {
             return Err(rejected(
                 self.system(),
                 record,
-                format!("the BigCommerce {what} was not found (HTTP 404)"),
+                format!("the BigCommerce {resource} was not found (HTTP 404)"),
             ));
         }
         Ok(())
