@@ -8,6 +8,7 @@
 //! - [`erp::ErpClient`] writes items, sales orders, customers, quotes, shipments and returns
 //!   through the ERP's REST API.
 //! - [`business_central::BusinessCentralClient`] reads and writes Business Central items.
+//! - [`bigcommerce::BigCommerceClient`] reads and writes BigCommerce catalog products.
 //! - [`generic::GenericClient`] writes through any REST API a connector file describes.
 //!
 //! They classify failures by HTTP status and error code, never by message text: throttling is
@@ -19,6 +20,7 @@ mod documents;
 mod http;
 mod json;
 
+pub mod bigcommerce;
 pub mod business_central;
 pub mod erp;
 pub mod generic;

@@ -7,6 +7,7 @@
 //!
 //! - [`storefront`] behaves like Shopify's Admin GraphQL API and Shopify's REST-shaped webhooks.
 //! - [`erp`] is a generic REST ERP that sends fieldsync's signed-JSON webhooks.
+//! - [`bigcommerce`] behaves like BigCommerce's v3 catalog, inventory adjustments and webhooks.
 //! - [`erpnext`] behaves like ERPNext: Frappe's REST resource API and Frappe-signed webhooks.
 //! - [`business_central`] behaves like Microsoft Dynamics 365 Business Central's API v2.0: items
 //!   with entity tags, and webhook subscriptions with a validation handshake and batched
@@ -22,6 +23,7 @@ mod error;
 mod json_text;
 mod server;
 
+pub mod bigcommerce;
 pub mod business_central;
 pub mod erp;
 pub mod erpnext;

@@ -1,5 +1,6 @@
 //! Webhook formats: signature schemes and payload mappings, one module per sender.
 
+pub mod bigcommerce;
 pub mod business_central;
 pub mod generic;
 pub mod shopify;
