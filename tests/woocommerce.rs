@@ -74,7 +74,13 @@ async fn vector_is_verified_on_raw_bytes() {
         "the vector keeps PHP's escaped slashes"
     );
 
-    let status = deliver(&receiver(queue.clone(), VECTOR_SECRET), "product.updated", &body, VECTOR_SIGNATURE).await;
+    let status = deliver(
+        &receiver(queue.clone(), VECTOR_SECRET),
+        "product.updated",
+        &body,
+        VECTOR_SIGNATURE,
+    )
+    .await;
 
     assert_eq!(status, 200);
     let messages = queued(&queue).await;
@@ -121,7 +127,11 @@ async fn creation_ping_gets_200_and_queues_nothing() {
     .await
     .unwrap();
 
-    assert_eq!(status_and_body(&response).0, 200, "WooCommerce saves the webhook only on 200");
+    assert_eq!(
+        status_and_body(&response).0,
+        200,
+        "WooCommerce saves the webhook only on 200"
+    );
     assert!(queue.is_empty());
 }
 
@@ -237,7 +247,10 @@ async fn sandbox_delivery_passes_the_receiver() {
         .iter()
         .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
         .collect();
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
     let response = handle(
         &receiver(queue.clone(), SECRET),
         api_gateway_request(&delivery.body, &headers, false),

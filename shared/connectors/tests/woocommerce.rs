@@ -109,7 +109,10 @@ async fn create_posts_draft_with_string_prices() {
     assert_eq!(header(&delivery.headers, "x-wc-webhook-resource"), "product");
     assert_eq!(header(&delivery.headers, "x-wc-webhook-event"), "created");
     assert_eq!(header(&delivery.headers, "x-wc-webhook-id"), "42");
-    assert_eq!(header(&delivery.headers, "x-wc-webhook-source"), format!("{}/", shop.base_url()));
+    assert_eq!(
+        header(&delivery.headers, "x-wc-webhook-source"),
+        format!("{}/", shop.base_url())
+    );
     assert_eq!(header(&delivery.headers, "x-wc-webhook-delivery-id").len(), 32);
     assert_eq!(
         header(&delivery.headers, "x-wc-webhook-signature"),
@@ -239,7 +242,10 @@ async fn fetch_of_variable_product_reads_variations() {
         ..client_config(&shop)
     })
     .unwrap();
-    let changes = client.fetch(&notice("products/7000", NoticeKind::Updated)).await.unwrap();
+    let changes = client
+        .fetch(&notice("products/7000", NoticeKind::Updated))
+        .await
+        .unwrap();
 
     let keys: Vec<&str> = changes.iter().map(|change| change.record.key.as_str()).collect();
     assert_eq!(keys, ["TEE-S", "TEE-M"]);
@@ -251,7 +257,10 @@ async fn fetch_of_variable_product_reads_variations() {
     assert_eq!(field("published"), Some(Wire::Bool(true)));
     assert_eq!(medium.external_id.as_deref(), Some("7000/7002"));
     assert_eq!(medium.event_id, "delivery-1");
-    assert_eq!(changes[0].fields.get(&FieldName::new("price")), Some(&Wire::Text("10.00".into())));
+    assert_eq!(
+        changes[0].fields.get(&FieldName::new("price")),
+        Some(&Wire::Text("10.00".into()))
+    );
     assert!(!changes[0].fields.contains_key(&FieldName::new("inventory")));
 }
 
@@ -288,7 +297,10 @@ async fn forged_or_deleted_resources_are_not_read() {
         let changes = client.fetch(&notice(resource, NoticeKind::Updated)).await.unwrap();
         assert!(changes.is_empty(), "{resource}");
     }
-    let changes = client.fetch(&notice("products/7000", NoticeKind::Deleted)).await.unwrap();
+    let changes = client
+        .fetch(&notice("products/7000", NoticeKind::Deleted))
+        .await
+        .unwrap();
     assert!(changes.is_empty());
     assert_eq!(shop.api_request_count(), 0);
 }
@@ -357,7 +369,14 @@ async fn numeric_price_is_rejected_by_woocommerce() {
 #[tokio::test]
 async fn missing_product_is_rejected() {
     let shop = sandbox().await;
-    let update = write("storefront", "product", "GONE", WriteKind::Update, Some("99999"), vec![("price", money("1"))]);
+    let update = write(
+        "storefront",
+        "product",
+        "GONE",
+        WriteKind::Update,
+        Some("99999"),
+        vec![("price", money("1"))],
+    );
 
     let error = client(&shop).write(&update).await.unwrap_err();
 
@@ -396,6 +415,9 @@ async fn local_time_differs_from_gmt_by_site_offset() {
         .unwrap();
     let body: Value = response.json().await.unwrap();
     let read = |name: &str| NaiveDateTime::parse_from_str(body[name].as_str().unwrap(), "%Y-%m-%dT%H:%M:%S").unwrap();
-    assert_eq!(read("date_modified_gmt") - read("date_modified"), chrono::Duration::hours(5));
+    assert_eq!(
+        read("date_modified_gmt") - read("date_modified"),
+        chrono::Duration::hours(5)
+    );
     assert_eq!(read("date_modified_gmt").and_utc(), product.date_modified);
 }

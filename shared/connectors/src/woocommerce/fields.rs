@@ -90,7 +90,10 @@ impl ProductFields {
             body.insert("description".to_owned(), json!(description));
         }
         if let Some(published) = self.published {
-            body.insert("status".to_owned(), json!(if published { "publish" } else { "private" }));
+            body.insert(
+                "status".to_owned(),
+                json!(if published { "publish" } else { "private" }),
+            );
         }
         body
     }

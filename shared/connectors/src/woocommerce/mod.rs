@@ -137,7 +137,10 @@ fn is_loopback(url: &reqwest::Url) -> bool {
         return false;
     };
     let address = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost") || address.parse::<std::net::IpAddr>().is_ok_and(|address| address.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || address
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 impl WooCommerceClient {
@@ -159,9 +162,12 @@ impl WooCommerceClient {
     }
 
     fn url(&self, relative: &str) -> Result<reqwest::Url, SystemError> {
-        self.api
-            .join(relative)
-            .map_err(|error| unavailable(self.system(), UnexpectedResponse(format!("bad API path {relative}: {error}"))))
+        self.api.join(relative).map_err(|error| {
+            unavailable(
+                self.system(),
+                UnexpectedResponse(format!("bad API path {relative}: {error}")),
+            )
+        })
     }
 
     /// Sends one request and reads the whole response. Failed statuses other than 404 become
@@ -297,7 +303,11 @@ impl WooCommerceClient {
     async fn put(&self, record: &RecordKey, path: &str, body: &Map<String, Value>) -> Result<(), SystemError> {
         let reply = self.send(record, Method::PUT, self.url(path)?, Some(body)).await?;
         if reply.status == StatusCode::NOT_FOUND {
-            return Err(rejected(self.system(), record, format!("{path} not found in WooCommerce")));
+            return Err(rejected(
+                self.system(),
+                record,
+                format!("{path} not found in WooCommerce"),
+            ));
         }
         Ok(())
     }
@@ -311,7 +321,10 @@ impl WooCommerceClient {
             .await?;
         let product = self.parse(&reply.body)?;
         let id = product.get("id").and_then(Wire::as_key).ok_or_else(|| {
-            unavailable(self.system(), UnexpectedResponse("created product has no id".to_owned()))
+            unavailable(
+                self.system(),
+                UnexpectedResponse("created product has no id".to_owned()),
+            )
         })?;
         Ok(WriteReceipt { target_id: Some(id) })
     }
@@ -348,7 +361,11 @@ impl SystemClient for WooCommerceClient {
         let fields = ProductFields::from_write(self.system(), write)?;
         let target = match write.target_id.as_deref() {
             Some(id) => Some(Target::parse(id).ok_or_else(|| {
-                rejected(self.system(), record, format!("target id {id:?} is not <product> or <product>/<variation>"))
+                rejected(
+                    self.system(),
+                    record,
+                    format!("target id {id:?} is not <product> or <product>/<variation>"),
+                )
             })?),
             None => self.find_by_sku(record).await?.map(Target::Product),
         };
@@ -398,7 +415,10 @@ impl SystemClient for WooCommerceClient {
         let shared = product_fields(&product);
 
         if product.get("type").and_then(Wire::as_text) != Some("variable") {
-            let key = product.get("sku").and_then(Wire::as_key).unwrap_or_else(|| id.to_string());
+            let key = product
+                .get("sku")
+                .and_then(Wire::as_key)
+                .unwrap_or_else(|| id.to_string());
             let mut fields = shared;
             fields.extend(stock_fields(&product));
             return Ok(vec![self.change(notice, key, id.to_string(), fields, &[&product])]);

@@ -186,7 +186,10 @@ fn malformed(reason: &str) -> Rejection {
 
 /// Returns the event id: `X-WC-Webhook-Delivery-ID`, else a hash of topic and body.
 fn event_id(request: &InboundRequest, topic: &str) -> String {
-    if let Some(id) = request.header("x-wc-webhook-delivery-id").filter(|id| !id.trim().is_empty()) {
+    if let Some(id) = request
+        .header("x-wc-webhook-delivery-id")
+        .filter(|id| !id.trim().is_empty())
+    {
         return id.trim().to_owned();
     }
     let mut hasher = Sha256::new();
@@ -206,7 +209,10 @@ pub fn parse_gmt(text: &str) -> Option<DateTime<Utc>> {
 
 /// Returns a product's or variation's `date_modified_gmt` as a UTC instant.
 pub fn modified_gmt(object: &Wire) -> Option<DateTime<Utc>> {
-    object.get("date_modified_gmt").and_then(Wire::as_text).and_then(parse_gmt)
+    object
+        .get("date_modified_gmt")
+        .and_then(Wire::as_text)
+        .and_then(parse_gmt)
 }
 
 /// Reads the product-level canonical fields of a product: name, description, handle (`slug`),
@@ -334,14 +340,21 @@ mod tests {
     #[test]
     fn missing_or_garbled_signature_is_rejected() {
         let json = request(V2_BODY, &[("content-type", "application/json")]);
-        assert!(matches!(format(&[V2_SECRET]).verify(&json), Err(Rejection::Unauthorized { .. })));
+        assert!(matches!(
+            format(&[V2_SECRET]).verify(&json),
+            Err(Rejection::Unauthorized { .. })
+        ));
         let garbled = request(V2_BODY, &[("x-wc-webhook-signature", "not base64!")]);
         assert!(format(&[V2_SECRET]).verify(&garbled).is_err());
     }
 
     #[test]
     fn vector_v2_name_keeps_non_ascii() {
-        let changes = changes(format(&[V2_SECRET]).normalize(&product_request(V2_BODY, "product.updated")).unwrap());
+        let changes = changes(
+            format(&[V2_SECRET])
+                .normalize(&product_request(V2_BODY, "product.updated"))
+                .unwrap(),
+        );
         assert_eq!(changes.len(), 1);
         let change = &changes[0];
         assert_eq!(change.fields[&FieldName::new("name")], Wire::Text("Café mug".into()));
@@ -380,21 +393,39 @@ mod tests {
     #[test]
     fn dst_day_time_comes_from_gmt_member() {
         let body = br#"{"id":9002,"date_modified":"2025-03-09T02:30:00","date_modified_gmt":"2025-03-09T07:30:00"}"#;
-        let changes = changes(format(&["s"]).normalize(&product_request(body, "product.updated")).unwrap());
-        assert_eq!(changes[0].occurred_at, Utc.with_ymd_and_hms(2025, 3, 9, 7, 30, 0).unwrap());
+        let changes = changes(
+            format(&["s"])
+                .normalize(&product_request(body, "product.updated"))
+                .unwrap(),
+        );
+        assert_eq!(
+            changes[0].occurred_at,
+            Utc.with_ymd_and_hms(2025, 3, 9, 7, 30, 0).unwrap()
+        );
     }
 
     #[test]
     fn missing_gmt_time_falls_back_to_receipt() {
         let body = br#"{"id":9003,"sku":"A","date_modified":"2025-03-09T02:30:00"}"#;
-        let changes = changes(format(&["s"]).normalize(&product_request(body, "product.updated")).unwrap());
-        assert_eq!(changes[0].occurred_at, Utc.with_ymd_and_hms(2025, 6, 2, 9, 30, 0).unwrap());
+        let changes = changes(
+            format(&["s"])
+                .normalize(&product_request(body, "product.updated"))
+                .unwrap(),
+        );
+        assert_eq!(
+            changes[0].occurred_at,
+            Utc.with_ymd_and_hms(2025, 6, 2, 9, 30, 0).unwrap()
+        );
     }
 
     #[test]
     fn simple_product_maps_canonical_fields() {
         let body = br#"{"id":7010,"type":"simple","sku":"MUG-RED","name":"Red mug","slug":"red-mug","status":"draft","regular_price":"12.50","sale_price":"","price":"12.50","manage_stock":true,"stock_quantity":7,"description":"<p>Mug<\/p>","images":[{"id":1,"src":"https:\/\/shop.example\/a.jpg"}],"meta_data":[{"id":5,"key":"_yoast_wpseo_title","value":"Red mug | Shop"},{"id":6,"key":"_yoast_wpseo_metadesc","value":"A red mug"},{"id":7,"key":"_other","value":"x"}],"date_modified_gmt":"2025-06-01T10:00:00"}"#;
-        let changes = changes(format(&["s"]).normalize(&product_request(body, "product.created")).unwrap());
+        let changes = changes(
+            format(&["s"])
+                .normalize(&product_request(body, "product.created"))
+                .unwrap(),
+        );
         let change = &changes[0];
         let field = |name: &str| change.fields.get(&FieldName::new(name)).cloned();
         assert_eq!(change.record.to_string(), "demo/product/MUG-RED");
@@ -417,7 +448,11 @@ mod tests {
     #[test]
     fn empty_price_and_unmanaged_stock_are_absent() {
         let body = br#"{"id":7011,"sku":"B","regular_price":"","manage_stock":false,"stock_quantity":null}"#;
-        let changes = changes(format(&["s"]).normalize(&product_request(body, "product.updated")).unwrap());
+        let changes = changes(
+            format(&["s"])
+                .normalize(&product_request(body, "product.updated"))
+                .unwrap(),
+        );
         assert!(!changes[0].fields.contains_key(&FieldName::new("price")));
         assert!(!changes[0].fields.contains_key(&FieldName::new("inventory")));
     }
@@ -425,14 +460,21 @@ mod tests {
     #[test]
     fn numeric_price_stays_a_wire_number() {
         let body = br#"{"id":7012,"sku":"C","regular_price":5}"#;
-        let changes = changes(format(&["s"]).normalize(&product_request(body, "product.updated")).unwrap());
+        let changes = changes(
+            format(&["s"])
+                .normalize(&product_request(body, "product.updated"))
+                .unwrap(),
+        );
         assert_eq!(changes[0].fields[&FieldName::new("price")], Wire::Number("5".into()));
     }
 
     #[test]
     fn variable_product_becomes_notice() {
-        let body = br#"{"id":7000,"type":"variable","variations":[7001,7002],"date_modified_gmt":"2025-06-02T09:00:00"}"#;
-        let Normalized::Notices(notices) = format(&["s"]).normalize(&product_request(body, "product.updated")).unwrap()
+        let body =
+            br#"{"id":7000,"type":"variable","variations":[7001,7002],"date_modified_gmt":"2025-06-02T09:00:00"}"#;
+        let Normalized::Notices(notices) = format(&["s"])
+            .normalize(&product_request(body, "product.updated"))
+            .unwrap()
         else {
             panic!("expected a notice");
         };
@@ -440,14 +482,24 @@ mod tests {
         assert_eq!(notices[0].resource, "products/7000");
         assert_eq!(notices[0].kind, NoticeKind::Updated);
         assert_eq!(notices[0].entity.as_str(), "product");
-        assert_eq!(notices[0].occurred_at, Utc.with_ymd_and_hms(2025, 6, 2, 9, 0, 0).unwrap());
+        assert_eq!(
+            notices[0].occurred_at,
+            Utc.with_ymd_and_hms(2025, 6, 2, 9, 0, 0).unwrap()
+        );
     }
 
     #[test]
     fn deleted_and_unknown_topics_are_ignored() {
         for topic in ["product.deleted", "order.created", "coupon.updated"] {
-            let normalized = format(&["s"]).normalize(&product_request(b"{\"id\":1}", topic)).unwrap();
-            assert_eq!(normalized, Normalized::Ignored { topic: topic.to_owned() });
+            let normalized = format(&["s"])
+                .normalize(&product_request(b"{\"id\":1}", topic))
+                .unwrap();
+            assert_eq!(
+                normalized,
+                Normalized::Ignored {
+                    topic: topic.to_owned()
+                }
+            );
         }
     }
 

@@ -34,7 +34,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/wp-json/wc/v3/products/batch", post(batch_products))
         .route(
             "/wp-json/wc/v3/products/{id}",
-            get(get_product).put(update_product).patch(update_product).post(update_product),
+            get(get_product)
+                .put(update_product)
+                .patch(update_product)
+                .post(update_product),
         )
         .route("/wp-json/wc/v3/products/{id}/variations", get(list_variations))
         .route(
@@ -114,11 +117,20 @@ fn gate(shared: &Shared, action: Action, headers: &HeaderMap, query: &BTreeMap<S
     if authenticated(shared, headers, query) {
         return None;
     }
-    tracing::warn!(sandbox = "woocommerce", "request rejected: missing or invalid consumer key or secret");
+    tracing::warn!(
+        sandbox = "woocommerce",
+        "request rejected: missing or invalid consumer key or secret"
+    );
     let (code, message) = match action {
         Action::View => ("woocommerce_rest_cannot_view", "Sorry, you cannot list resources."),
-        Action::Create => ("woocommerce_rest_cannot_create", "Sorry, you are not allowed to create resources."),
-        Action::Edit => ("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource."),
+        Action::Create => (
+            "woocommerce_rest_cannot_create",
+            "Sorry, you are not allowed to create resources.",
+        ),
+        Action::Edit => (
+            "woocommerce_rest_cannot_edit",
+            "Sorry, you are not allowed to edit this resource.",
+        ),
     };
     Some(error_response(&ApiError::new(401, code, message)))
 }
@@ -170,13 +182,23 @@ fn apply_input(product: &mut Product, input: &Map<String, Value>) -> Result<(), 
     match input.get("manage_stock") {
         None => {}
         Some(Value::Bool(flag)) => product.manage_stock = *flag,
-        Some(_) => return Err(ApiError::invalid_param("manage_stock", "manage_stock is not of type boolean.")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "manage_stock",
+                "manage_stock is not of type boolean.",
+            ))
+        }
     }
     match input.get("stock_quantity") {
         None => {}
         Some(Value::Null) => product.stock_quantity = None,
         Some(Value::Number(number)) if number.is_i64() => product.stock_quantity = number.as_i64(),
-        Some(_) => return Err(ApiError::invalid_param("stock_quantity", "stock_quantity is not of type integer.")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "stock_quantity",
+                "stock_quantity is not of type integer.",
+            ))
+        }
     }
     let images = if variation {
         input.get("image").map(|image| vec![image.clone()])
@@ -224,7 +246,12 @@ fn create(shared: &Shared, state: &mut State, input: &Map<String, Value>) -> Res
     let product_type = match text(input, "type")?.as_deref() {
         None | Some("simple") => ProductType::Simple,
         Some("variable") => ProductType::Variable,
-        Some(_) => return Err(ApiError::invalid_param("type", "type is not one of simple and variable.")),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "type",
+                "type is not one of simple and variable.",
+            ))
+        }
     };
     let mut product = Product::new(0, product_type, now());
     apply_input(&mut product, input)?;
@@ -266,7 +293,10 @@ fn paged(items: Vec<Value>, query: &BTreeMap<String, String>) -> Result<Response
     };
     let per_page = number("per_page", DEFAULT_PER_PAGE)?;
     if per_page > MAX_PER_PAGE {
-        return Err(ApiError::invalid_param("per_page", "per_page must be between 1 (inclusive) and 100 (inclusive)"));
+        return Err(ApiError::invalid_param(
+            "per_page",
+            "per_page must be between 1 (inclusive) and 100 (inclusive)",
+        ));
     }
     let page = number("page", 1)?;
     let total = items.len();
@@ -451,7 +481,12 @@ fn batch_entry(shared: &Shared, id: u64, result: Result<Product, ApiError>) -> V
     }
 }
 
-async fn batch_products(AxumState(shared): Shared_, headers: HeaderMap, Query(query): QueryMap, body: Bytes) -> Response {
+async fn batch_products(
+    AxumState(shared): Shared_,
+    headers: HeaderMap,
+    Query(query): QueryMap,
+    body: Bytes,
+) -> Response {
     if let Some(rejection) = gate(&shared, Action::Edit, &headers, &query) {
         return rejection;
     }
@@ -481,7 +516,9 @@ async fn batch_products(AxumState(shared): Shared_, headers: HeaderMap, Query(qu
     for entry in &updates {
         let id = entry.get("id").and_then(Value::as_u64).unwrap_or(0);
         let result = match entry.as_object() {
-            Some(fields) => find_product(&state, id).map(|_| ()).and_then(|()| update(&shared, &mut state, id, fields)),
+            Some(fields) => find_product(&state, id)
+                .map(|_| ())
+                .and_then(|()| update(&shared, &mut state, id, fields)),
             None => Err(invalid_id()),
         };
         updated.push(batch_entry(&shared, id, result));

@@ -228,7 +228,9 @@ impl State {
     /// Checks that `sku` is free or already belongs to `own_id`.
     fn check_sku(&self, sku: &str, own_id: Option<u64>) -> Result<(), ApiError> {
         match self.id_by_sku(sku) {
-            Some(id) if Some(id) != own_id => Err(ApiError::new(400, "product_invalid_sku", "Invalid or duplicated SKU.")),
+            Some(id) if Some(id) != own_id => {
+                Err(ApiError::new(400, "product_invalid_sku", "Invalid or duplicated SKU."))
+            }
             _ => Ok(()),
         }
     }
@@ -384,11 +386,14 @@ impl WooCommerceHandle {
     /// `product.created`.
     pub fn create_product_as_merchant(&self, sku: &str, edit: ProductEdit) -> Result<Product, SandboxError> {
         let mut state = self.shared.lock_state();
-        state.check_sku(sku, None).map_err(|error| invalid("product", sku, error))?;
+        state
+            .check_sku(sku, None)
+            .map_err(|error| invalid("product", sku, error))?;
         let id = state.take_id();
         let mut product = Product::new(id, ProductType::Simple, now());
         product.sku = sku.to_owned();
-        edit.apply(&mut product).map_err(|error| invalid("product", sku, error))?;
+        edit.apply(&mut product)
+            .map_err(|error| invalid("product", sku, error))?;
         if product.slug.is_empty() {
             product.slug = model::slugify(&product.name);
         }
@@ -408,7 +413,9 @@ impl WooCommerceHandle {
     ) -> Result<Product, SandboxError> {
         let mut state = self.shared.lock_state();
         for candidate in std::iter::once(sku).chain(variations.iter().map(|(sku, _)| *sku)) {
-            state.check_sku(candidate, None).map_err(|error| invalid("product", candidate, error))?;
+            state
+                .check_sku(candidate, None)
+                .map_err(|error| invalid("product", candidate, error))?;
         }
         let at = now();
         let id = state.take_id();
@@ -423,8 +430,8 @@ impl WooCommerceHandle {
             variation.parent_id = Some(id);
             variation.sku = (*variation_sku).to_owned();
             variation.slug.clone_from(&parent.slug);
-            variation.regular_price =
-                model::check_price("regular_price", price).map_err(|error| invalid("variation", variation_sku, error))?;
+            variation.regular_price = model::check_price("regular_price", price)
+                .map_err(|error| invalid("variation", variation_sku, error))?;
             parent.variations.push(variation_id);
             children.push(variation);
         }
@@ -439,13 +446,17 @@ impl WooCommerceHandle {
     /// Edits the simple or variable product `sku` as a merchant would, and notifies
     /// `product.updated` if a value changed.
     pub fn edit_product_as_merchant(&self, sku: &str, edit: ProductEdit) -> Result<Product, SandboxError> {
-        self.edit_as_merchant("product", sku, edit, |product| product.product_type != ProductType::Variation)
+        self.edit_as_merchant("product", sku, edit, |product| {
+            product.product_type != ProductType::Variation
+        })
     }
 
     /// Edits the variation `sku` as a merchant would (price, stock, status, description), and
     /// notifies `product.updated` of its product if a value changed.
     pub fn edit_variation_as_merchant(&self, sku: &str, edit: ProductEdit) -> Result<Product, SandboxError> {
-        self.edit_as_merchant("variation", sku, edit, |product| product.product_type == ProductType::Variation)
+        self.edit_as_merchant("variation", sku, edit, |product| {
+            product.product_type == ProductType::Variation
+        })
     }
 
     fn edit_as_merchant(

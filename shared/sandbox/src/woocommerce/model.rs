@@ -132,7 +132,11 @@ impl ApiError {
 
     /// Builds the WordPress REST error for an invalid request parameter.
     pub(crate) fn invalid_param(name: &str, reason: &str) -> Self {
-        Self::new(400, "rest_invalid_param", format!("Invalid parameter(s): {name} ({reason})"))
+        Self::new(
+            400,
+            "rest_invalid_param",
+            format!("Invalid parameter(s): {name} ({reason})"),
+        )
     }
 
     /// Returns the error body, `{"code","message","data":{"status"}}`.
@@ -158,7 +162,10 @@ pub(crate) fn check_status(status: &str) -> Result<String, ApiError> {
     if STATUSES.contains(&status) {
         Ok(status.to_owned())
     } else {
-        Err(ApiError::invalid_param("status", "status is not one of draft, pending, private and publish"))
+        Err(ApiError::invalid_param(
+            "status",
+            "status is not one of draft, pending, private and publish",
+        ))
     }
 }
 
@@ -182,8 +189,16 @@ impl ProductEdit {
     pub(crate) fn apply(&self, product: &mut Product) -> Result<bool, ApiError> {
         let before = product.clone();
         let variation = product.product_type == ProductType::Variation;
-        if variation && (self.name.is_some() || self.slug.is_some() || self.meta_title.is_some() || self.meta_description.is_some()) {
-            return Err(ApiError::invalid_param("name", "a variation takes name, slug and SEO fields from its product"));
+        if variation
+            && (self.name.is_some()
+                || self.slug.is_some()
+                || self.meta_title.is_some()
+                || self.meta_description.is_some())
+        {
+            return Err(ApiError::invalid_param(
+                "name",
+                "a variation takes name, slug and SEO fields from its product",
+            ));
         }
         if let Some(name) = &self.name {
             product.name.clone_from(name);
@@ -342,7 +357,9 @@ mod tests {
 
     #[test]
     fn json_times_are_local_and_gmt() {
-        let at = DateTime::parse_from_rfc3339("2025-03-09T07:30:00Z").unwrap().with_timezone(&Utc);
+        let at = DateTime::parse_from_rfc3339("2025-03-09T07:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         let mut product = Product::new(9002, ProductType::Simple, at);
         product.date_modified = at;
         let json = product_json(&product, "http://127.0.0.1/", FixedOffset::west_opt(5 * 3600).unwrap());
