@@ -7,9 +7,9 @@
 //! [`WooCommerceClient::fetch`] reads what a notice names, which must be `products/<id>`: the
 //! product, and for a variable product its variations (`products/<id>/variations`, paged with
 //! `per_page` and `page` up to `X-WP-TotalPages`). A simple product becomes one change set keyed
-//! by its SKU, and a variable product one change set per variation SKU, each with the
-//! product-level fields (name, description, handle, images, Yoast SEO title and description)
-//! and the variation's own price, inventory and status.
+//! by its SKU, and a variable product one change set per variation SKU. Each variation's change
+//! set carries the product-level fields (name, description, handle, images, Yoast SEO title and
+//! description) and the variation's own price, inventory and status.
 //!
 //! Writes address the record through its id in WooCommerce, kept as the write's `target_id` and
 //! the change sets' `external_id`: `<product id>` for a simple product and
@@ -40,7 +40,7 @@ use crate::http::{build_client, rejected, status_error, unavailable, ConnectorEr
 use fields::ProductFields;
 use fieldsync_core::Secret;
 
-/// The most pages of variations read for one product (10,000 variations at 100 per page), so
+/// The maximum number of variation pages read for one product (10,000 variations at 100 per page), so
 /// that a server that keeps reporting more pages cannot keep a fetch running.
 const MAX_VARIATION_PAGES: u32 = 100;
 
@@ -103,7 +103,7 @@ struct Reply {
     body: Vec<u8>,
 }
 
-/// Where a write goes in WooCommerce.
+/// The WooCommerce object a write goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Product(u64),
@@ -367,6 +367,8 @@ impl SystemClient for WooCommerceClient {
                     format!("target id {id:?} is not <product> or <product>/<variation>"),
                 )
             })?),
+            // NOTE: the lookup finds simple and variable products. A variation whose id
+            // fieldsync never learned is not found, so its create is rejected as a duplicate SKU.
             None => self.find_by_sku(record).await?.map(Target::Product),
         };
         let Some(target) = target else {

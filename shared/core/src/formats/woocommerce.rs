@@ -83,14 +83,15 @@ impl WooCommerceFormat {
 }
 
 /// Tells whether a request is the unsigned ping sent when a webhook is saved: no signature
-/// header, a form content type and a body of exactly `webhook_id=<digits>`.
+/// header, a form content type (or none, because a proxy may drop it and a 401 would stop the
+/// merchant from saving the webhook) and a body of exactly `webhook_id=<digits>`.
 pub fn is_creation_ping(request: &InboundRequest) -> bool {
     if request.header("x-wc-webhook-signature").is_some() {
         return false;
     }
     let form = request
         .header("content-type")
-        .is_some_and(|value| value.trim().starts_with("application/x-www-form-urlencoded"));
+        .is_none_or(|value| value.trim().starts_with("application/x-www-form-urlencoded"));
     let digits = request.body.strip_prefix(b"webhook_id=".as_slice());
     form && digits.is_some_and(|digits| (1..=20).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit))
 }
@@ -365,18 +366,20 @@ mod tests {
 
     #[test]
     fn creation_ping_is_verified_and_ignored() {
-        let ping = request(
-            b"webhook_id=42",
-            &[("content-type", "application/x-www-form-urlencoded")],
-        );
         let format = format(&[V2_SECRET]);
-        assert_eq!(format.verify(&ping), Ok(()));
-        assert_eq!(
-            format.normalize(&ping).unwrap(),
-            Normalized::Ignored {
-                topic: PING_TOPIC.to_owned()
-            }
-        );
+        for headers in [
+            [("content-type", "application/x-www-form-urlencoded; charset=UTF-8")].as_slice(),
+            [("user-agent", "WooCommerce/9.8.0 Hookshot (WordPress/6.8)")].as_slice(),
+        ] {
+            let ping = request(b"webhook_id=42", headers);
+            assert_eq!(format.verify(&ping), Ok(()));
+            assert_eq!(
+                format.normalize(&ping).unwrap(),
+                Normalized::Ignored {
+                    topic: PING_TOPIC.to_owned()
+                }
+            );
+        }
     }
 
     #[test]

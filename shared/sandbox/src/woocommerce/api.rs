@@ -19,13 +19,13 @@ use super::model::{check_price, check_status, php_json, slugify, ApiError, Produ
 use super::model::{YOAST_DESCRIPTION_KEY, YOAST_TITLE_KEY};
 use super::{now, Shared, State, Topic};
 
-/// The most objects one batch request may carry.
+/// The maximum number of objects one batch request may carry.
 const BATCH_LIMIT: usize = 100;
 /// The largest `per_page` the REST API accepts.
 const MAX_PER_PAGE: usize = 100;
 const DEFAULT_PER_PAGE: usize = 10;
 
-type Shared_ = AxumState<Arc<Shared>>;
+type SharedState = AxumState<Arc<Shared>>;
 type QueryMap = Query<BTreeMap<String, String>>;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -89,8 +89,6 @@ fn authenticated(shared: &Shared, headers: &HeaderMap, query: &BTreeMap<String, 
     key == shared.config.consumer_key && secret == shared.config.consumer_secret
 }
 
-/// Counts the request, then checks forced throttling and credentials, and returns the
-/// rejection if a check fails.
 /// The capability a request needs, which names the 401 error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -99,6 +97,8 @@ enum Action {
     Edit,
 }
 
+/// Counts the request, then checks forced throttling and credentials, and returns the
+/// rejection if a check fails.
 fn gate(shared: &Shared, action: Action, headers: &HeaderMap, query: &BTreeMap<String, String>) -> Option<Response> {
     shared.api_requests.fetch_add(1, Ordering::SeqCst);
     let forced = shared
@@ -320,7 +320,7 @@ fn respond(result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|error| error_response(&error))
 }
 
-async fn list_products(AxumState(shared): Shared_, headers: HeaderMap, Query(query): QueryMap) -> Response {
+async fn list_products(AxumState(shared): SharedState, headers: HeaderMap, Query(query): QueryMap) -> Response {
     if let Some(rejection) = gate(&shared, Action::View, &headers, &query) {
         return rejection;
     }
@@ -337,7 +337,7 @@ async fn list_products(AxumState(shared): Shared_, headers: HeaderMap, Query(que
 }
 
 async fn create_product(
-    AxumState(shared): Shared_,
+    AxumState(shared): SharedState,
     headers: HeaderMap,
     Query(query): QueryMap,
     body: Bytes,
@@ -379,7 +379,7 @@ fn find_variation(state: &State, parent_id: u64, id: u64) -> Result<&Product, Ap
 }
 
 async fn get_product(
-    AxumState(shared): Shared_,
+    AxumState(shared): SharedState,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): QueryMap,
@@ -396,7 +396,7 @@ async fn get_product(
 }
 
 async fn update_product(
-    AxumState(shared): Shared_,
+    AxumState(shared): SharedState,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): QueryMap,
@@ -415,7 +415,7 @@ async fn update_product(
 }
 
 async fn list_variations(
-    AxumState(shared): Shared_,
+    AxumState(shared): SharedState,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(query): QueryMap,
@@ -438,7 +438,7 @@ async fn list_variations(
 }
 
 async fn get_variation(
-    AxumState(shared): Shared_,
+    AxumState(shared): SharedState,
     headers: HeaderMap,
     Path((id, variation_id)): Path<(String, String)>,
     Query(query): QueryMap,
@@ -455,7 +455,7 @@ async fn get_variation(
 }
 
 async fn update_variation(
-    AxumState(shared): Shared_,
+    AxumState(shared): SharedState,
     headers: HeaderMap,
     Path((id, variation_id)): Path<(String, String)>,
     Query(query): QueryMap,
@@ -482,7 +482,7 @@ fn batch_entry(shared: &Shared, id: u64, result: Result<Product, ApiError>) -> V
 }
 
 async fn batch_products(
-    AxumState(shared): Shared_,
+    AxumState(shared): SharedState,
     headers: HeaderMap,
     Query(query): QueryMap,
     body: Bytes,
@@ -527,7 +527,7 @@ async fn batch_products(
 }
 
 /// Serves a read-only view of every product and variation, without authentication.
-async fn sandbox_state(AxumState(shared): Shared_) -> Response {
+async fn sandbox_state(AxumState(shared): SharedState) -> Response {
     let state = shared.lock_state();
     let products: Vec<Value> = state.products.values().map(|product| shared.json(product)).collect();
     json_response(StatusCode::OK, &json!({"products": products}))

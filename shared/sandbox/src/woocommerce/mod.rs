@@ -22,12 +22,13 @@
 //! - `GET products/{id}/variations` (paged like products), `GET`/`PUT
 //!   products/{id}/variations/{variation_id}`.
 //! - Product members `id`, `name`, `slug`, `type` (`simple`, `variable`), `status` (`draft`,
-//!   `pending`, `private`, `publish`), `description`, `sku` (unique across products and
-//!   variations, 400 `product_invalid_sku` otherwise), `price`, `regular_price`, `sale_price`,
-//!   `manage_stock`, `stock_quantity`, `stock_status`, `images[].src`, `variations` (ids only),
-//!   `meta_data` (the Yoast SEO keys `_yoast_wpseo_title` and `_yoast_wpseo_metadesc`), and
-//!   `date_created`/`date_modified` in the site's time zone beside `*_gmt` in UTC, all naive.
-//!   Variations carry `parent_id`, one `image`, and no name or slug.
+//!   `pending`, `private`, `publish`), `description`, `sku`, `price`, `regular_price`,
+//!   `sale_price`, `manage_stock`, `stock_quantity`, `stock_status`, `images[].src`,
+//!   `variations` (ids only) and `meta_data` (the Yoast SEO keys `_yoast_wpseo_title` and
+//!   `_yoast_wpseo_metadesc`). A SKU is unique across products and variations, and a duplicate
+//!   gets 400 `product_invalid_sku`. `date_created` and `date_modified` are in the site's time
+//!   zone and `*_gmt` in UTC, all without an offset. Variations carry `parent_id`, one `image`,
+//!   and no name or slug.
 //! - Prices are strings on the wire. A price sent as a JSON number gets 400 `rest_invalid_param`,
 //!   as WordPress's schema check gives for a member typed `string`.
 //! - Responses and webhook bodies are written like PHP's `wp_json_encode`: `/` as `\/` and
@@ -417,12 +418,14 @@ impl WooCommerceHandle {
                 .check_sku(candidate, None)
                 .map_err(|error| invalid("product", candidate, error))?;
         }
+
         let at = now();
         let id = state.take_id();
         let mut parent = Product::new(id, ProductType::Variable, at);
         parent.sku = sku.to_owned();
         parent.name = name.to_owned();
         parent.slug = model::slugify(name);
+
         let mut children = Vec::new();
         for (variation_sku, price) in variations {
             let variation_id = state.take_id();
@@ -435,6 +438,7 @@ impl WooCommerceHandle {
             parent.variations.push(variation_id);
             children.push(variation);
         }
+
         for variation in children {
             state.products.insert(variation.id, variation);
         }

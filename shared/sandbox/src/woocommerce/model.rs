@@ -184,10 +184,11 @@ pub(crate) fn slugify(name: &str) -> String {
 }
 
 impl ProductEdit {
-    /// Applies the edit, checking values as the admin screens do, and tells whether anything
+    /// Applies the edit, checking values as the admin screens do, and returns whether anything
     /// changed.
     pub(crate) fn apply(&self, product: &mut Product) -> Result<bool, ApiError> {
         let before = product.clone();
+
         let variation = product.product_type == ProductType::Variation;
         if variation
             && (self.name.is_some()
@@ -200,6 +201,7 @@ impl ProductEdit {
                 "a variation takes name, slug and SEO fields from its product",
             ));
         }
+
         if let Some(name) = &self.name {
             product.name.clone_from(name);
         }
@@ -219,6 +221,7 @@ impl ProductEdit {
         if let Some(description) = &self.description {
             product.description.clone_from(description);
         }
+
         if let Some(title) = &self.meta_title {
             product.meta_title = Some(title.clone());
         }
@@ -266,6 +269,7 @@ pub(crate) fn product_json(product: &Product, site: &str, offset: FixedOffset) -
         .enumerate()
         .map(|(index, src)| json!({"id": product.id * 100 + index as u64 + 1, "src": src, "name": "", "alt": ""}))
         .collect();
+
     let mut object = Map::new();
     let mut set = |name: &str, value: Value| {
         object.insert(name.to_owned(), value);
@@ -281,6 +285,7 @@ pub(crate) fn product_json(product: &Product, site: &str, offset: FixedOffset) -
     set("date_created_gmt", json!(gmt_time(product.date_created)));
     set("date_modified", json!(naive_time(product.date_modified, offset)));
     set("date_modified_gmt", json!(gmt_time(product.date_modified)));
+
     set("status", json!(product.status));
     set("description", json!(product.description));
     set("sku", json!(product.sku));
@@ -290,6 +295,7 @@ pub(crate) fn product_json(product: &Product, site: &str, offset: FixedOffset) -
     set("manage_stock", json!(product.manage_stock));
     set("stock_quantity", json!(product.stock_quantity));
     set("stock_status", json!(stock_status(product)));
+
     match product.product_type {
         ProductType::Variation => {
             set("parent_id", json!(product.parent_id));
