@@ -421,3 +421,73 @@ async fn local_time_differs_from_gmt_by_site_offset() {
     );
     assert_eq!(read("date_modified_gmt").and_utc(), product.date_modified);
 }
+
+#[tokio::test]
+async fn batch_reports_errors_inline() {
+    let shop = sandbox().await;
+    let http = reqwest::Client::new();
+    let batch = serde_json::json!({
+        "create": [
+            {"sku": "B-1", "name": "One", "regular_price": "1.00"},
+            {"sku": "B-2", "name": "Two", "regular_price": 2},
+        ],
+        "update": [{"id": 99999, "name": "Gone"}],
+    });
+
+    let response = http
+        .post(format!("{}/products/batch", shop.api_url()))
+        .basic_auth(KEY, Some(SECRET))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["create"][0]["sku"], "B-1");
+    assert_eq!(body["create"][1]["error"]["code"], "rest_invalid_param");
+    assert_eq!(
+        body["update"][0]["error"]["code"],
+        "woocommerce_rest_product_invalid_id"
+    );
+    assert!(shop.product_by_sku("B-1").is_some());
+    assert!(shop.product_by_sku("B-2").is_none());
+
+    let too_many: Vec<Value> = (0..101)
+        .map(|index| serde_json::json!({"sku": format!("M-{index}")}))
+        .collect();
+    let response = http
+        .post(format!("{}/products/batch", shop.api_url()))
+        .basic_auth(KEY, Some(SECRET))
+        .json(&serde_json::json!({ "create": too_many }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}
+
+#[tokio::test]
+async fn list_filters_by_sku_and_pages() {
+    let shop = sandbox().await;
+    for sku in ["P-1", "P-2", "P-3"] {
+        shop.create_product_as_merchant(sku, ProductEdit::default()).unwrap();
+    }
+    let http = reqwest::Client::new();
+    let list = |query: &str| {
+        http.get(format!("{}/products?{query}", shop.api_url()))
+            .basic_auth(KEY, Some(SECRET))
+            .send()
+    };
+
+    let response = list("per_page=2&page=2").await.unwrap();
+    assert_eq!(response.headers()["x-wp-total"], "3");
+    assert_eq!(response.headers()["x-wp-totalpages"], "2");
+    let page: Value = response.json().await.unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+
+    let found: Value = list("sku=P-2").await.unwrap().json().await.unwrap();
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    assert_eq!(found[0]["sku"], "P-2");
+
+    assert_eq!(list("per_page=101").await.unwrap().status(), 400);
+}
