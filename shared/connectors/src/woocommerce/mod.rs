@@ -16,7 +16,7 @@
 //! `<product id>/<variation id>` for a variation. A write without an id first looks the SKU up
 //! (`GET products?sku=`), so a create retried after a lost response updates the product the
 //! first attempt made instead of failing on the duplicate SKU. A new product is created as a
-//! `draft` unless the write says it is published. Prices are sent as decimal strings at
+//! `draft` unless the write sets `published` to true. Prices are sent as decimal strings at
 //! [`WooCommerceConfig::price_scale`] digits, as WooCommerce types them.
 //!
 //! Failures are classified by status: 429 is `RateLimited` with the server's `Retry-After`,

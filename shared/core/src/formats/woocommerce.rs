@@ -83,8 +83,9 @@ impl WooCommerceFormat {
 }
 
 /// Tells whether a request is the unsigned ping sent when a webhook is saved: no signature
-/// header, a form content type (or none, because a proxy may drop it and a 401 would stop the
-/// merchant from saving the webhook) and a body of exactly `webhook_id=<digits>`.
+/// header, a form content type or none, and a body of exactly `webhook_id=<digits>`. A missing
+/// content type is accepted because a proxy may drop it, and a 401 would stop the merchant from
+/// saving the webhook.
 pub fn is_creation_ping(request: &InboundRequest) -> bool {
     if request.header("x-wc-webhook-signature").is_some() {
         return false;

@@ -163,6 +163,7 @@ fn apply_input(product: &mut Product, input: &Map<String, Value>) -> Result<(), 
             product.slug = slugify(&slug);
         }
     }
+
     if let Some(status) = text(input, "status")? {
         product.status = check_status(&status)?;
     }
@@ -172,6 +173,7 @@ fn apply_input(product: &mut Product, input: &Map<String, Value>) -> Result<(), 
     if let Some(sku) = text(input, "sku")? {
         product.sku = sku.trim().to_owned();
     }
+
     // Prices are typed `string` in the schema, so a JSON number is rejected.
     if let Some(price) = text(input, "regular_price")? {
         product.regular_price = check_price("regular_price", &price)?;
@@ -200,6 +202,7 @@ fn apply_input(product: &mut Product, input: &Map<String, Value>) -> Result<(), 
             ))
         }
     }
+
     let images = if variation {
         input.get("image").map(|image| vec![image.clone()])
     } else {
@@ -299,6 +302,7 @@ fn paged(items: Vec<Value>, query: &BTreeMap<String, String>) -> Result<Response
         ));
     }
     let page = number("page", 1)?;
+
     let total = items.len();
     let total_pages = total.div_ceil(per_page);
     if page > total_pages.max(1) {
@@ -308,6 +312,7 @@ fn paged(items: Vec<Value>, query: &BTreeMap<String, String>) -> Result<Response
             "The page number requested is larger than the number of pages available.",
         ));
     }
+
     let slice: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
     let mut response = json_response(StatusCode::OK, &Value::Array(slice));
     let headers = response.headers_mut();

@@ -42,8 +42,8 @@
 //!   `-Signature` (base64 HMAC-SHA256 of the body with the webhook secret), `-ID` and
 //!   `-Delivery-ID`.
 //! - The ping WooCommerce posts when a webhook is saved: an unsigned
-//!   `application/x-www-form-urlencoded` body `webhook_id=<id>` without `X-WC-*` headers; the
-//!   webhook is saved only if the response is exactly 200.
+//!   `application/x-www-form-urlencoded` body `webhook_id=<id>` without `X-WC-*` headers.
+//!   WooCommerce saves the webhook only if the response is exactly 200.
 //! - Forced HTTP 429 responses with `Retry-After`, for tests.
 //!
 //! # Not covered
