@@ -10,6 +10,7 @@
 //! - [`business_central::BusinessCentralClient`] reads and writes Business Central items.
 //! - [`bigcommerce::BigCommerceClient`] reads and writes BigCommerce catalog products.
 //! - [`generic::GenericClient`] writes through any REST API a connector file describes.
+//! - [`woocommerce::WooCommerceClient`] reads and writes WooCommerce products and variations.
 //!
 //! They classify failures by HTTP status and error code, never by message text: throttling is
 //! [`SystemError::RateLimited`](fieldsync_core::ports::SystemError::RateLimited), a lost
@@ -25,6 +26,7 @@ pub mod business_central;
 pub mod erp;
 pub mod generic;
 pub mod storefront;
+pub mod woocommerce;
 
 pub use fieldsync_core::Secret;
 pub use http::ConnectorError;

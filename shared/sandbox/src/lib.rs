@@ -12,6 +12,7 @@
 //! - [`business_central`] behaves like Microsoft Dynamics 365 Business Central's API v2.0: items
 //!   with entity tags, and webhook subscriptions with a validation handshake and batched
 //!   notifications.
+//! - [`woocommerce`] behaves like WooCommerce's REST API v3 products and its signed webhooks.
 //!
 //! Tests drive a sandbox through its handle (for example [`storefront::StorefrontHandle`]), which
 //! also records every webhook delivery as a [`Delivery`] with the exact body bytes. Each sandbox
@@ -28,6 +29,7 @@ pub mod business_central;
 pub mod erp;
 pub mod erpnext;
 pub mod storefront;
+pub mod woocommerce;
 
 pub use delivery::{Delivery, DeliveryOutcome, RetryPolicy};
 pub use documents::{json_member, text_member, Document, DocumentKind};

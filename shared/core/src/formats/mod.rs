@@ -5,6 +5,7 @@ pub mod business_central;
 pub mod generic;
 pub mod shopify;
 pub mod signed_json;
+pub mod woocommerce;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
