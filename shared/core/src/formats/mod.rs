@@ -2,6 +2,7 @@
 
 pub mod business_central;
 pub mod generic;
+pub mod netsuite;
 pub mod shopify;
 pub mod signed_json;
 
