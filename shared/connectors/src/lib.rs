@@ -8,6 +8,8 @@
 //! - [`erp::ErpClient`] writes items, sales orders, customers, quotes, shipments and returns
 //!   through the ERP's REST API.
 //! - [`business_central::BusinessCentralClient`] reads and writes Business Central items.
+//! - [`netsuite::NetSuiteClient`] writes NetSuite inventory items through REST web services,
+//!   within the account's concurrency limit.
 //! - [`generic::GenericClient`] writes through any REST API a connector file describes.
 //!
 //! They classify failures by HTTP status and error code, never by message text: throttling is
@@ -22,6 +24,7 @@ mod json;
 pub mod business_central;
 pub mod erp;
 pub mod generic;
+pub mod netsuite;
 pub mod storefront;
 
 pub use fieldsync_core::Secret;
