@@ -11,6 +11,8 @@
 //! - [`business_central`] behaves like Microsoft Dynamics 365 Business Central's API v2.0: items
 //!   with entity tags, and webhook subscriptions with a validation handshake and batched
 //!   notifications.
+//! - [`netsuite`] behaves like a NetSuite account's REST record service for inventory items, with
+//!   the account's concurrency limit and fieldsync's signed outbox deliveries.
 //!
 //! Tests drive a sandbox through its handle (for example [`storefront::StorefrontHandle`]), which
 //! also records every webhook delivery as a [`Delivery`] with the exact body bytes. Each sandbox
@@ -25,6 +27,7 @@ mod server;
 pub mod business_central;
 pub mod erp;
 pub mod erpnext;
+pub mod netsuite;
 pub mod storefront;
 
 pub use delivery::{Delivery, DeliveryOutcome, RetryPolicy};
