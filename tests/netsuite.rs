@@ -22,7 +22,11 @@ const BATCH: &str = r#"{"account":"TSTDRV1234567","deliveryId":"dlv-1","events":
 fn receiver(queue: Arc<EmbeddedQueue>) -> Receiver {
     Receiver {
         integration: "demo".into(),
-        format: Arc::new(NetSuiteFormat::new("demo", SystemId::new("erp"), vec![Secret::new(SECRET)])),
+        format: Arc::new(NetSuiteFormat::new(
+            "demo",
+            SystemId::new("erp"),
+            vec![Secret::new(SECRET)],
+        )),
         queue,
         metrics: MetricsSink::Off,
     }
@@ -75,7 +79,9 @@ fn queue() -> Arc<EmbeddedQueue> {
 #[tokio::test]
 async fn valid_delivery_queues_one_change_per_event() {
     let queue = queue();
-    let response = handle(&receiver(queue.clone()), request(BATCH, now(), SECRET)).await.unwrap();
+    let response = handle(&receiver(queue.clone()), request(BATCH, now(), SECRET))
+        .await
+        .unwrap();
     assert_eq!(status_and_body(&response).0, 200);
 
     let messages = queue.receive(10).await.unwrap();
@@ -122,7 +128,9 @@ async fn stale_timestamp_gets_401() {
 async fn malformed_body_gets_400() {
     let queue = queue();
     for body in ["{\"events\": ", r#"{"account":"TSTDRV1234567"}"#] {
-        let response = handle(&receiver(queue.clone()), request(body, now(), SECRET)).await.unwrap();
+        let response = handle(&receiver(queue.clone()), request(body, now(), SECRET))
+            .await
+            .unwrap();
         assert_eq!(status_and_body(&response).0, 400, "{body}");
     }
     assert!(queue.is_empty());
@@ -132,7 +140,9 @@ async fn malformed_body_gets_400() {
 async fn unknown_record_type_is_acknowledged_and_ignored() {
     let queue = queue();
     let body = r#"{"account":"TSTDRV1234567","deliveryId":"dlv-2","events":[{"eventId":"ns-9","recordType":"customer","id":"77","type":"edit","occurredAt":"2025-06-01T10:00:00Z","fields":{"entityid":"C-77"}}]}"#;
-    let response = handle(&receiver(queue.clone()), request(body, now(), SECRET)).await.unwrap();
+    let response = handle(&receiver(queue.clone()), request(body, now(), SECRET))
+        .await
+        .unwrap();
     let (status, _) = status_and_body(&response);
     assert!((200..300).contains(&status), "status {status}");
     assert!(queue.is_empty());

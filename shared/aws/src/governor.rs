@@ -2,7 +2,7 @@
 //!
 //! Slot `n` of scope `s` is the item `pk = GOV#s`, `sk = SLOT#n` with the attributes `holder`,
 //! `expires_at` (Unix milliseconds when the lease ends) and `ttl` (Unix seconds, a minute after
-//! the lease ends, so DynamoDB's TTL removes slots nobody released). Acquiring puts the item on
+//! the lease ends, so DynamoDB's TTL removes slots that were never released). Acquiring puts the item on
 //! the condition that it is absent or its lease has ended; releasing deletes it on the condition
 //! that it still carries the holder and lease end of the permit. A failed condition means
 //! "slot taken" or "slot already taken over", never an error. Only PutItem and DeleteItem are
@@ -47,7 +47,7 @@ impl DynamoGovernor {
         }
     }
 
-    /// Puts the slot item if the slot is free, and tells whether it did.
+    /// Puts the slot item if the slot is free, and returns whether it did.
     async fn try_slot(
         &self,
         scope: &str,
@@ -87,7 +87,13 @@ impl DynamoGovernor {
 
 #[async_trait]
 impl ConcurrencyGovernor for DynamoGovernor {
-    async fn acquire(&self, scope: &str, limit: u32, holder: &str, lease: Duration) -> Result<Option<Permit>, StoreError> {
+    async fn acquire(
+        &self,
+        scope: &str,
+        limit: u32,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Permit>, StoreError> {
         let now = Utc::now();
         let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let expires_at = now.checked_add_signed(lease).unwrap_or(DateTime::<Utc>::MAX_UTC);
@@ -133,7 +139,11 @@ impl ConcurrencyGovernor for DynamoGovernor {
                     .as_service_error()
                     .is_some_and(DeleteItemError::is_conditional_check_failed_exception) =>
             {
-                debug!(scope = permit.scope, slot = permit.slot, "slot was taken over after its lease ended");
+                debug!(
+                    scope = permit.scope,
+                    slot = permit.slot,
+                    "slot was taken over after its lease ended"
+                );
                 Ok(())
             }
             Err(error) => Err(StoreError::Unavailable { source: boxed(error) }),

@@ -301,11 +301,11 @@ mod checks {
         assert_eq!(blocked, None, "a held lease was taken over");
 
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let taken = governor
+        let acquired = governor
             .acquire("contract:lease", 1, "waiting", Duration::from_secs(60))
             .await
             .unwrap();
-        assert!(taken.is_some(), "the expired lease was not taken over");
+        assert!(acquired.is_some(), "the expired lease was not taken over");
 
         // The stopped holder's late release must not free the new holder's slot.
         governor.release(&stale).await.unwrap();

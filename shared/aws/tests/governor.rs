@@ -87,7 +87,10 @@ async fn separate_clients_never_exceed_the_limit() {
                 {
                     break permit;
                 }
-                assert!(started.elapsed() < Duration::from_secs(60), "task {task} never got a slot");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "task {task} never got a slot"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(50));
             };
@@ -110,16 +113,28 @@ async fn separate_clients_never_exceed_the_limit() {
     );
     assert_eq!(finished.load(Ordering::SeqCst), TASKS);
     assert!(max <= LIMIT as usize, "{max} permits were held at once, limit {LIMIT}");
-    assert!(max >= 2, "the tasks never overlapped, so the test proves nothing: max {max}");
+    assert!(
+        max >= 2,
+        "the tasks never overlapped, so the test proves nothing: max {max}"
+    );
 
     // Every slot was released, so the whole limit is free again.
     let check = governor(&endpoint, &table);
     let mut permits = Vec::new();
     for slot in 0..LIMIT {
-        let permit = check.acquire(SCOPE, LIMIT, "check", Duration::from_secs(30)).await.unwrap();
+        let permit = check
+            .acquire(SCOPE, LIMIT, "check", Duration::from_secs(30))
+            .await
+            .unwrap();
         permits.push(permit.unwrap_or_else(|| panic!("slot {slot} of {LIMIT} was still held")));
     }
-    assert_eq!(check.acquire(SCOPE, LIMIT, "check", Duration::from_secs(30)).await.unwrap(), None);
+    assert_eq!(
+        check
+            .acquire(SCOPE, LIMIT, "check", Duration::from_secs(30))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test]
@@ -135,15 +150,24 @@ async fn crashed_holder_frees_its_slot_after_the_lease() {
     // A reconciler that stops while holding every slot never releases them.
     let crashed = governor(&endpoint, &table);
     for _ in 0..LIMIT {
-        let permit = crashed.acquire(SCOPE, LIMIT, "crashed", Duration::from_millis(300)).await.unwrap();
+        let permit = crashed
+            .acquire(SCOPE, LIMIT, "crashed", Duration::from_millis(300))
+            .await
+            .unwrap();
         assert!(permit.is_some());
     }
     let survivor = governor(&endpoint, &table);
-    let blocked = survivor.acquire(SCOPE, LIMIT, "survivor", Duration::from_secs(30)).await.unwrap();
+    let blocked = survivor
+        .acquire(SCOPE, LIMIT, "survivor", Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(blocked, None, "a slot was granted while every lease was alive");
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let taken = survivor.acquire(SCOPE, LIMIT, "survivor", Duration::from_secs(30)).await.unwrap();
-    let taken = taken.expect("no slot came free after the leases ended");
-    assert_eq!(taken.holder, "survivor");
+    let acquired = survivor
+        .acquire(SCOPE, LIMIT, "survivor", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let acquired = acquired.expect("no slot came free after the leases ended");
+    assert_eq!(acquired.holder, "survivor");
 }

@@ -114,7 +114,10 @@ async fn patch_updates_by_internal_id_or_external_id() {
         ],
     );
     let receipt = client.write(&update).await.unwrap();
-    assert_eq!(receipt.target_id.as_deref(), Some(made_in_netsuite.internal_id.as_str()));
+    assert_eq!(
+        receipt.target_id.as_deref(),
+        Some(made_in_netsuite.internal_id.as_str())
+    );
     let item = netsuite.item("MUG-BLUE").unwrap();
     assert_eq!(item.page_title.as_deref(), Some("Blue mug | Shop"));
     assert_eq!(item.meta_description().as_deref(), Some("A blue mug & saucer."));
@@ -122,11 +125,28 @@ async fn patch_updates_by_internal_id_or_external_id() {
     assert_eq!(item.display_name.as_deref(), Some("Blue mug"));
     assert_eq!(item.quantity_available, 7);
 
-    let create = write("erp", "product", "MUG-GREEN", WriteKind::Create, None, vec![("name", text("Green"))]);
+    let create = write(
+        "erp",
+        "product",
+        "MUG-GREEN",
+        WriteKind::Create,
+        None,
+        vec![("name", text("Green"))],
+    );
     client.write(&create).await.unwrap();
-    let by_external_id = write("erp", "product", "MUG-GREEN", WriteKind::Update, None, vec![("name", text("Green mug"))]);
+    let by_external_id = write(
+        "erp",
+        "product",
+        "MUG-GREEN",
+        WriteKind::Update,
+        None,
+        vec![("name", text("Green mug"))],
+    );
     client.write(&by_external_id).await.unwrap();
-    assert_eq!(netsuite.item("MUG-GREEN").unwrap().display_name.as_deref(), Some("Green mug"));
+    assert_eq!(
+        netsuite.item("MUG-GREEN").unwrap().display_name.as_deref(),
+        Some("Green mug")
+    );
 }
 
 #[tokio::test]
@@ -134,7 +154,14 @@ async fn update_of_missing_item_is_rejected() {
     let netsuite = start(sandbox::NetSuiteConfig::default()).await;
     let governor = Arc::new(EmbeddedGovernor::new());
     let client = client(config(&netsuite, SANDBOX_LIMIT), &governor);
-    let update = write("erp", "product", "MUG-NONE", WriteKind::Update, Some("999"), vec![("name", text("x"))]);
+    let update = write(
+        "erp",
+        "product",
+        "MUG-NONE",
+        WriteKind::Update,
+        Some("999"),
+        vec![("name", text("x"))],
+    );
     let error = client.write(&update).await.unwrap_err();
     assert!(matches!(error, SystemError::Rejected { .. }), "{error:?}");
     assert!(error.to_string().contains("NONEXISTENT_ID"), "{error}");
@@ -147,7 +174,14 @@ async fn wrong_token_stays_retryable() {
     let mut config = config(&netsuite, SANDBOX_LIMIT);
     config.token = Secret::new("wrong-fake-token");
     let client = client(config, &governor);
-    let create = write("erp", "product", "MUG-RED", WriteKind::Create, None, vec![("name", text("x"))]);
+    let create = write(
+        "erp",
+        "product",
+        "MUG-RED",
+        WriteKind::Create,
+        None,
+        vec![("name", text("x"))],
+    );
     let error = client.write(&create).await.unwrap_err();
     assert!(matches!(error, SystemError::Unavailable { .. }), "{error:?}");
 }
@@ -194,7 +228,10 @@ async fn governor_keeps_requests_within_the_account_limit() {
     let max = netsuite.max_concurrent_seen();
     println!("max concurrent requests seen by the sandbox: {max} (limit {SANDBOX_LIMIT})");
     assert!(max <= u64::from(SANDBOX_LIMIT), "max {max}");
-    assert!(max >= 2, "the writes never overlapped, so the test proves nothing: max {max}");
+    assert!(
+        max >= 2,
+        "the writes never overlapped, so the test proves nothing: max {max}"
+    );
     let throttled: u64 = clients.iter().map(NetSuiteClient::throttled_responses).sum();
     assert_eq!(throttled, 0);
     assert_eq!(governor.held("netsuite:TSTDRV1234567"), 0);
@@ -219,7 +256,10 @@ async fn concurrency_rejections_are_retried_until_every_write_lands() {
     }
     assert_eq!(netsuite.items().len(), 30);
     let rejections = netsuite.concurrency_rejections();
-    assert!(rejections > 0, "the governor limit above the account's never caused a 429");
+    assert!(
+        rejections > 0,
+        "the governor limit above the account's never caused a 429"
+    );
     let throttled: u64 = clients.iter().map(NetSuiteClient::throttled_responses).sum();
     assert_eq!(throttled, rejections);
 }
@@ -243,7 +283,10 @@ async fn concurrency_rejections_end_as_rate_limited() {
         .filter(|result| matches!(result, Err(SystemError::RateLimited { .. })))
         .count();
     assert_eq!(limited, SANDBOX_LIMIT as usize);
-    assert_eq!(results.iter().filter(|result| result.is_ok()).count(), SANDBOX_LIMIT as usize);
+    assert_eq!(
+        results.iter().filter(|result| result.is_ok()).count(),
+        SANDBOX_LIMIT as usize
+    );
 }
 
 #[tokio::test]
@@ -297,7 +340,14 @@ async fn rest_write_by_another_role_sends_outbox_delivery() {
     let governor = Arc::new(EmbeddedGovernor::new());
     let client = client(config(&netsuite, SANDBOX_LIMIT), &governor);
 
-    let create = write("erp", "product", "MUG-RED", WriteKind::Create, None, vec![("name", text("Red mug"))]);
+    let create = write(
+        "erp",
+        "product",
+        "MUG-RED",
+        WriteKind::Create,
+        None,
+        vec![("name", text("Red mug"))],
+    );
     client.write(&create).await.unwrap();
     netsuite.wait_for_deliveries_idle().await;
 

@@ -216,7 +216,13 @@ pub trait ConcurrencyGovernor: Send + Sync + fmt::Debug {
     /// Takes a free slot of `scope` for `lease`, or returns `None` when `limit` slots are held.
     /// A slot whose lease has ended counts as free, so a process that stopped without releasing
     /// its slot blocks it for at most `lease`. The call does not wait for a slot.
-    async fn acquire(&self, scope: &str, limit: u32, holder: &str, lease: Duration) -> Result<Option<Permit>, StoreError>;
+    async fn acquire(
+        &self,
+        scope: &str,
+        limit: u32,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Permit>, StoreError>;
 
     /// Frees the permit's slot if its holder still holds it. Releasing a slot whose lease ended
     /// and that another holder took since leaves that holder's slot alone.

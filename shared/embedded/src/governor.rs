@@ -8,12 +8,14 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use fieldsync_core::ports::{ConcurrencyGovernor, Permit, StoreError};
 
+/// The slots held: (scope, slot) → (holder, lease end).
+type Slots = HashMap<(String, u32), (String, DateTime<Utc>)>;
+
 /// A concurrency governor for the processes of one machine, such as a local run or tests with
 /// several clients sharing one governor.
 #[derive(Debug, Default)]
 pub struct EmbeddedGovernor {
-    /// (scope, slot) → (holder, lease end).
-    slots: Mutex<HashMap<(String, u32), (String, DateTime<Utc>)>>,
+    slots: Mutex<Slots>,
 }
 
 impl EmbeddedGovernor {
@@ -31,7 +33,7 @@ impl EmbeddedGovernor {
             .count()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, u32), (String, DateTime<Utc>)>> {
+    fn lock(&self) -> MutexGuard<'_, Slots> {
         // A panic while holding the lock leaves plain data behind, so the state is still usable.
         self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -39,7 +41,13 @@ impl EmbeddedGovernor {
 
 #[async_trait]
 impl ConcurrencyGovernor for EmbeddedGovernor {
-    async fn acquire(&self, scope: &str, limit: u32, holder: &str, lease: Duration) -> Result<Option<Permit>, StoreError> {
+    async fn acquire(
+        &self,
+        scope: &str,
+        limit: u32,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Permit>, StoreError> {
         let now = Utc::now();
         let expires_at = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
         let mut slots = self.lock();

@@ -110,7 +110,7 @@ mod tests {
     }
 
     #[test]
-    fn money_goes_to_the_price_sublist_with_exact_digits() {
+    fn price_sublist_keeps_exact_digits() {
         let write = write(&[
             ("price", FieldValue::Money("12.50".parse().unwrap())),
             ("name", FieldValue::Text("Red mug".into())),

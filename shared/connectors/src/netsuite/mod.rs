@@ -4,9 +4,9 @@
 //! A create is an upsert by external id, `PUT …/inventoryItem/eid:<sku>`, so a create retried
 //! after a lost response updates the item the first attempt made instead of adding a second
 //! one. An update is `PATCH …/inventoryItem/<internal id>`, or `PATCH …/inventoryItem/eid:<sku>`
-//! while the internal id is unknown. NetSuite answers both with 204 and no body; after an
+//! while the internal id is unknown. NetSuite responds to both with 204 and no body. After an
 //! upsert the `Location` header names the item, and its last path segment is the internal id
-//! returned in the [`WriteReceipt`]. [`fields`] lists how canonical fields map to item members.
+//! returned in the [`WriteReceipt`]. The `fields` module maps canonical fields to item members.
 //!
 //! NetSuite limits the requests in flight per account, summed over SOAP and REST web services
 //! and RESTlets, and rejects a request beyond the limit. Every request therefore first takes a
@@ -71,10 +71,11 @@ pub struct NetSuiteConfig {
 }
 
 impl NetSuiteConfig {
-    /// Builds a configuration for `inventoryItem` records at price level 1, with a concurrency
-    /// limit of 5 (the smallest account limit), a 60 s lease, a 10 s wait for a slot, 3 retries
-    /// after a 429 starting at 200 ms, and a 30 s request timeout. The account id is the first
-    /// label of a `suitetalk.api.netsuite.com` host, else the whole host.
+    /// Builds a configuration for `inventoryItem` records at price level 1. The concurrency
+    /// limit is 5, the standard tier's limit without SuiteCloud Plus. A slot lease lasts 60 s,
+    /// a write waits up to 10 s for a slot, a 429 is retried 3 times starting at 200 ms, and a
+    /// request times out after 30 s. The account id is the first label of a
+    /// `suitetalk.api.netsuite.com` host, else the whole host.
     pub fn new(
         system: impl Into<SystemId>,
         integration: impl Into<String>,
@@ -177,7 +178,12 @@ impl NetSuiteClient {
         loop {
             let permit = self
                 .governor
-                .acquire(&scope, self.config.concurrency_limit, &self.holder, self.config.permit_lease)
+                .acquire(
+                    &scope,
+                    self.config.concurrency_limit,
+                    &self.holder,
+                    self.config.permit_lease,
+                )
                 .await
                 .map_err(|error| unavailable(self.system(), error))?;
             if let Some(permit) = permit {
@@ -282,12 +288,7 @@ impl NetSuiteClient {
 
     async fn upsert(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
         let record = &write.record;
-        let body = fields::item_body(
-            self.system(),
-            write,
-            &self.config.price_level_id,
-            Some(&record.key),
-        )?;
+        let body = fields::item_body(self.system(), write, &self.config.price_level_id, Some(&record.key))?;
         let url = self.item_url(&format!("eid:{}", record.key))?;
         let location = self.send(record, Method::PUT, url, &body).await?;
         let target_id = location.as_deref().and_then(internal_id);
@@ -387,14 +388,20 @@ mod tests {
     #[test]
     fn error_message_reads_the_first_detail() {
         let body = br#"{"type":"https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1","title":"Bad Request","status":400,"o:errorDetails":[{"detail":"Invalid field value.","o:errorCode":"INVALID_VALUE"}]}"#;
-        assert_eq!(error_message(body).as_deref(), Some("INVALID_VALUE: Invalid field value."));
+        assert_eq!(
+            error_message(body).as_deref(),
+            Some("INVALID_VALUE: Invalid field value.")
+        );
     }
 
     #[test]
     fn jitter_stays_between_half_and_all() {
         for _ in 0..100 {
             let wait = jittered(Duration::from_millis(100));
-            assert!(wait >= Duration::from_millis(50) && wait <= Duration::from_millis(100), "{wait:?}");
+            assert!(
+                wait >= Duration::from_millis(50) && wait <= Duration::from_millis(100),
+                "{wait:?}"
+            );
         }
     }
 }

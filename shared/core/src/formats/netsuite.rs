@@ -93,7 +93,11 @@ impl NetSuiteFormat {
             .get("occurredAt")
             .and_then(Wire::as_text)
             .and_then(parse_offset_time)
-            .ok_or_else(|| malformed(format!("event {event_id} has no valid \"occurredAt\" (RFC 3339 expected)")))?;
+            .ok_or_else(|| {
+                malformed(format!(
+                    "event {event_id} has no valid \"occurredAt\" (RFC 3339 expected)"
+                ))
+            })?;
         let values = event
             .get("fields")
             .filter(|fields| matches!(fields, Wire::Map(_)))

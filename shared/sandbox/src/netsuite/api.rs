@@ -71,20 +71,23 @@ impl Drop for InFlight {
     }
 }
 
-/// Checks the bearer token, then takes a place within the concurrency limit, and holds the
-/// request for the configured latency so that concurrent requests overlap as real ones do.
-async fn admit(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<InFlight, Response> {
+/// Checks the bearer token, then takes a place within the concurrency limit, and keeps the
+/// request in flight for the configured latency so that concurrent requests overlap as real ones do.
+async fn admit(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<InFlight, Box<Response>> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "));
     if bearer != Some(shared.config.api_token.as_str()) {
-        tracing::warn!(sandbox = "netsuite", "request rejected: missing or invalid bearer token");
-        return Err(error(
+        tracing::warn!(
+            sandbox = "netsuite",
+            "request rejected: missing or invalid bearer token"
+        );
+        return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             "INVALID_LOGIN",
-            "Invalid login attempt. For more details, see the Login Audit Trail.",
-        ));
+            "The bearer token is missing or invalid.",
+        )));
     }
 
     let running = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -94,14 +97,14 @@ async fn admit(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<InFlight, Re
     if running > u64::from(shared.config.concurrency_limit) {
         drop(guard);
         shared.concurrency_rejections.fetch_add(1, Ordering::SeqCst);
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::TOO_MANY_REQUESTS,
             CONCURRENCY_ERROR_CODE,
             format!(
                 "The request exceeds the account's concurrency limit of {}.",
                 shared.config.concurrency_limit
             ),
-        ));
+        )));
     }
     shared.max_concurrent.fetch_max(running, Ordering::SeqCst);
     tokio::time::sleep(shared.config.request_latency).await;
@@ -109,15 +112,15 @@ async fn admit(shared: &Arc<Shared>, headers: &HeaderMap) -> Result<InFlight, Re
 }
 
 /// Checks that the path names the inventory item record type.
-fn inventory_item(record_type: &str) -> Result<(), Response> {
+fn inventory_item(record_type: &str) -> Result<(), Box<Response>> {
     if record_type.eq_ignore_ascii_case("inventoryitem") {
         Ok(())
     } else {
-        Err(error(
+        Err(Box::new(error(
             StatusCode::NOT_FOUND,
             "NONEXISTENT_ID",
             format!("The sandbox has no record type {record_type}."),
-        ))
+        )))
     }
 }
 
@@ -128,10 +131,10 @@ async fn get_item(
 ) -> Response {
     let _in_flight = match admit(&shared, &headers).await {
         Ok(guard) => guard,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(response) = inventory_item(&record_type) {
-        return response;
+        return *response;
     }
     let store = shared.lock_store();
     match store.find(&id) {
@@ -141,7 +144,7 @@ async fn get_item(
 }
 
 /// `PUT …/inventoryItem/eid:<external id>`: creates the item, or updates the one with that
-/// external id, and answers 204 with the item's URL in `Location`.
+/// external id, and responds with 204 and the item's URL in `Location`.
 async fn upsert_item(
     State(shared): State<Arc<Shared>>,
     Path((record_type, id)): Path<(String, String)>,
@@ -150,10 +153,10 @@ async fn upsert_item(
 ) -> Response {
     let _in_flight = match admit(&shared, &headers).await {
         Ok(guard) => guard,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(response) = inventory_item(&record_type) {
-        return response;
+        return *response;
     }
     let Some(external_id) = id.strip_prefix("eid:").filter(|external| !external.is_empty()) else {
         return error(
@@ -164,7 +167,7 @@ async fn upsert_item(
     };
     let changes = match parse_changes(&body) {
         Ok(changes) => changes,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
 
     let now = Utc::now();
@@ -184,7 +187,7 @@ async fn upsert_item(
 }
 
 /// `PATCH …/inventoryItem/<internal id>` or `…/eid:<external id>`: updates the given members and
-/// answers 204.
+/// responds with 204.
 async fn patch_item(
     State(shared): State<Arc<Shared>>,
     Path((record_type, id)): Path<(String, String)>,
@@ -193,14 +196,14 @@ async fn patch_item(
 ) -> Response {
     let _in_flight = match admit(&shared, &headers).await {
         Ok(guard) => guard,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(response) = inventory_item(&record_type) {
-        return response;
+        return *response;
     }
     let changes = match parse_changes(&body) {
         Ok(changes) => changes,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let now = Utc::now();
     let mut store = shared.lock_store();
@@ -236,7 +239,7 @@ pub(crate) struct ItemChanges {
 }
 
 impl ItemChanges {
-    /// Applies the changes and tells whether a value changed.
+    /// Applies the changes and returns whether a value changed.
     pub(crate) fn apply(&self, item: &mut Item, now: chrono::DateTime<Utc>) -> bool {
         let before = item.clone();
         if let Some(item_id) = &self.item_id {
@@ -280,8 +283,8 @@ struct Reference {
 }
 
 /// Reads a write body. Money must be a JSON number, read with its exact digits.
-fn parse_changes(body: &[u8]) -> Result<ItemChanges, Response> {
-    let invalid = |detail: String| error(StatusCode::BAD_REQUEST, "USER_ERROR", detail);
+fn parse_changes(body: &[u8]) -> Result<ItemChanges, Box<Response>> {
+    let invalid = |detail: String| Box::new(error(StatusCode::BAD_REQUEST, "USER_ERROR", detail));
     let members: BTreeMap<String, Box<RawValue>> =
         serde_json::from_slice(body).map_err(|parse| invalid(format!("Invalid JSON object: {parse}.")))?;
     let text = |name: &str, raw: &RawValue| {
@@ -299,7 +302,8 @@ fn parse_changes(body: &[u8]) -> Result<ItemChanges, Response> {
                     .map_err(|parse| invalid(format!("price must be a sublist of rows: {parse}.")))?;
                 for row in sublist.items {
                     if row.price_level.id == super::BASE_PRICE_LEVEL {
-                        let amount = parse_decimal_number(&row.price).map_err(|reason| invalid(format!("price: {reason}.")))?;
+                        let amount =
+                            parse_decimal_number(&row.price).map_err(|reason| invalid(format!("price: {reason}.")))?;
                         changes.base_price = Some(amount);
                     }
                 }

@@ -8,8 +8,8 @@
 //!   `o:errorDetails` entries of `detail` and `o:errorCode` ("Error Handling in REST Web
 //!   Services", NetSuite Help Center).
 //! - `PUT /services/rest/record/v1/inventoryItem/eid:<external id>` upserts by external id and
-//!   answers 204 with the item's URL in `Location`; `PATCH …/inventoryItem/<internal id>` or
-//!   `…/eid:<external id>` updates and answers 204; `GET` reads one item; an unknown id is 404
+//!   responds with 204 and the item's URL in `Location`; `PATCH …/inventoryItem/<internal id>` or
+//!   `…/eid:<external id>` updates and responds with 204; `GET` reads one item; an unknown id is 404
 //!   ("Using the Upsert Operation", "Creating a Record Instance", NetSuite Help Center). Members:
 //!   `itemId`, `displayName`, `pageTitle`, `metaTagHtml` and the `price` sublist, of which the
 //!   row at price level [`BASE_PRICE_LEVEL`] is kept as the base price ("Working with the
@@ -55,7 +55,7 @@ use crate::server::RunningServer;
 use api::ItemChanges;
 use outbox::{item_delivery, OutboxSigner};
 
-/// The internal id of the Base Price level, whose price sublist row holds the base price.
+/// The internal id of the Base Price level, whose price sublist row contains the base price.
 pub const BASE_PRICE_LEVEL: &str = "1";
 
 /// Settings of a NetSuite sandbox. Secrets are redacted from `Debug` output.
@@ -69,13 +69,14 @@ pub struct NetSuiteConfig {
     pub integration_role: String,
     /// The secret that signs outbox deliveries.
     pub webhook_secret: String,
-    /// Where outbox deliveries go; `None` drops them until [`NetSuiteHandle::set_webhook_url`].
+    /// The URL outbox deliveries are sent to; `None` drops them until
+    /// [`NetSuiteHandle::set_webhook_url`].
     pub webhook_url: Option<String>,
     /// The account id sent in each delivery.
     pub account_id: String,
     /// API requests allowed in flight at once.
     pub concurrency_limit: u32,
-    /// How long each admitted API request stays in flight before it is answered.
+    /// How long each admitted API request stays in flight before its response is sent.
     pub request_latency: Duration,
     pub retry: RetryPolicy,
 }
@@ -235,7 +236,11 @@ impl Shared {
     /// integration role is fieldsync's own and is not sent back.
     fn after_api_write(&self, item: &Item, event_type: &str, now: DateTime<Utc>) {
         if self.config.token_role == self.config.integration_role {
-            tracing::debug!(sandbox = "netsuite", item = item.item_id, "REST write by the integration role; no outbox event");
+            tracing::debug!(
+                sandbox = "netsuite",
+                item = item.item_id,
+                "REST write by the integration role; no outbox event"
+            );
             return;
         }
         self.emit(item, event_type, now);
@@ -244,7 +249,11 @@ impl Shared {
     fn emit(&self, item: &Item, event_type: &str, now: DateTime<Utc>) {
         match item_delivery(&self.config.account_id, item, event_type, now) {
             Some(delivery) => self.dispatcher.send(delivery),
-            None => tracing::error!(sandbox = "netsuite", item = item.item_id, "failed to serialize an outbox delivery"),
+            None => tracing::error!(
+                sandbox = "netsuite",
+                item = item.item_id,
+                "failed to serialize an outbox delivery"
+            ),
         }
     }
 }

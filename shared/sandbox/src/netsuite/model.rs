@@ -54,7 +54,7 @@ pub struct ItemEdit {
 }
 
 impl ItemEdit {
-    /// Applies the edit and tells whether a value changed.
+    /// Applies the edit and returns whether a value changed.
     pub(crate) fn apply(&self, item: &mut Item) -> bool {
         let before = item.clone();
         if let Some(name) = &self.display_name {
