@@ -142,13 +142,11 @@ async fn crashed_holder_frees_its_slot_after_the_lease() {
     let Some(endpoint) = endpoint() else { return };
     let table = format!("fieldsync-governor-{:016x}", rand::random::<u64>());
     let (dynamodb, _) = local_clients(&endpoint, &endpoint);
-    DynamoStore::new(dynamodb, table.as_str())
-        .create_table()
-        .await
-        .expect("creating the test table failed");
+    let store = DynamoStore::new(dynamodb, table.as_str());
+    store.create_table().await.expect("creating the test table failed");
 
     // A reconciler that stops while holding every slot never releases them.
-    let crashed = governor(&endpoint, &table);
+    let crashed = store.governor();
     for _ in 0..LIMIT {
         let permit = crashed
             .acquire(SCOPE, LIMIT, "crashed", Duration::from_millis(300))
