@@ -17,7 +17,8 @@
 //! Each `inventoryitem` event becomes one change set. Events of other record types, and
 //! `delete` events, are skipped: fieldsync does not delete products, so a person removes the
 //! storefront product of a deleted item. A delivery whose events are all skipped is
-//! acknowledged as ignored. `docs/netsuite.md` describes the format for people installing the
+//! acknowledged as ignored, and the receiver logs it. A skipped event in a delivery that also
+//! has changes is not logged. `docs/netsuite.md` describes the format for people installing the
 //! scripts.
 
 use std::collections::BTreeMap;
