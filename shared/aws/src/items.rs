@@ -82,6 +82,16 @@ pub(crate) fn delivery_pk(delivery_id: &str) -> String {
     format!("DLV#{delivery_id}")
 }
 
+/// Builds the partition key of a concurrency governor scope. Each slot of the scope is one item
+/// there, under [`governor_sk`].
+pub(crate) fn governor_pk(scope: &str) -> String {
+    format!("GOV#{scope}")
+}
+
+pub(crate) fn governor_sk(slot: u32) -> String {
+    format!("SLOT#{slot}")
+}
+
 pub(crate) fn key(pk: String, sk: &str) -> Item {
     HashMap::from([
         (PK.to_owned(), AttributeValue::S(pk)),

@@ -1,10 +1,12 @@
 //! The core's store and queue ports on AWS: [`DynamoStore`] on one DynamoDB table and
-//! [`SqsQueue`] on an SQS FIFO queue with its dead-letter queue.
+//! [`SqsQueue`] on an SQS FIFO queue with its dead-letter queue. [`DynamoGovernor`] keeps
+//! concurrency slots on the store's table.
 //!
 //! Clients come from [`sdk_config`] in deployed code, where the standard environment variables
 //! and the Lambda role provide region and credentials, or from [`local_clients`] for tests and
 //! local runs against emulators.
 
+mod governor;
 mod items;
 mod queue;
 mod store;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use aws_config::BehaviorVersion;
 use fieldsync_core::ports::BoxError;
 
+pub use governor::DynamoGovernor;
 pub use queue::SqsQueue;
 pub use store::DynamoStore;
 

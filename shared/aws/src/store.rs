@@ -66,6 +66,11 @@ impl DynamoStore {
         &self.table
     }
 
+    /// Builds a concurrency governor that keeps its slots on this store's table.
+    pub fn governor(&self) -> crate::DynamoGovernor {
+        crate::DynamoGovernor::new(self.client.clone(), self.table.as_str())
+    }
+
     /// Creates the table with on-demand billing, waits until it is active and enables TTL on the
     /// `ttl` attribute. Succeeds without changes when the table exists and TTL is on, so tests
     /// and local runs can call it on every start.

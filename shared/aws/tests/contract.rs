@@ -1,5 +1,5 @@
-//! Contract tests: the same store and queue checks run against the embedded implementations,
-//! DynamoDB Local, moto's DynamoDB and moto's SQS.
+//! Contract tests: the same store, queue and concurrency governor checks run against the
+//! embedded implementations, DynamoDB Local, moto's DynamoDB and moto's SQS.
 //!
 //! The emulator tests read their endpoints from the environment that `infra/emulators.sh env`
 //! prints. Run them with:
@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use fieldsync_core::ports::{OutgoingMessage, Queue, RecordStore};
+use fieldsync_core::ports::{ConcurrencyGovernor, OutgoingMessage, Queue, RecordStore};
 
 /// Visibility timeout of every test queue. Receives that find nothing wait up to 1 s (the
 /// adapter's long poll), so the timeout must be longer than that for a message to stay hidden
@@ -273,6 +273,49 @@ mod checks {
         assert!(store.open_tasks(&integration).await.unwrap().is_empty());
     }
 
+    pub(crate) async fn governor_limits_held_slots(governor: &dyn ConcurrencyGovernor) {
+        let lease = Duration::from_secs(60);
+        let first = governor.acquire("contract:limit", 2, "holder-a", lease).await.unwrap();
+        let second = governor.acquire("contract:limit", 2, "holder-b", lease).await.unwrap();
+        let first = first.expect("first slot was not granted");
+        let second = second.expect("second slot was not granted");
+        assert_ne!(first.slot, second.slot);
+        let third = governor.acquire("contract:limit", 2, "holder-c", lease).await.unwrap();
+        assert_eq!(third, None, "a third slot was granted beyond the limit of 2");
+        let other_scope = governor.acquire("contract:other", 2, "holder-c", lease).await.unwrap();
+        assert!(other_scope.is_some(), "scopes share slots");
+
+        governor.release(&first).await.unwrap();
+        let after_release = governor.acquire("contract:limit", 2, "holder-c", lease).await.unwrap();
+        assert_eq!(after_release.map(|permit| permit.slot), Some(first.slot));
+    }
+
+    pub(crate) async fn governor_takes_over_expired_lease(governor: &dyn ConcurrencyGovernor) {
+        let short = Duration::from_millis(200);
+        let stale = governor.acquire("contract:lease", 1, "stopped", short).await.unwrap();
+        let stale = stale.expect("the slot was not granted");
+        let blocked = governor
+            .acquire("contract:lease", 1, "waiting", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(blocked, None, "a held lease was taken over");
+
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let acquired = governor
+            .acquire("contract:lease", 1, "waiting", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(acquired.is_some(), "the expired lease was not taken over");
+
+        // The stopped holder's late release must not free the new holder's slot.
+        governor.release(&stale).await.unwrap();
+        let third = governor
+            .acquire("contract:lease", 1, "third", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(third, None, "a stale release freed another holder's slot");
+    }
+
     pub(crate) async fn dedup_drops_repeated_id(queue: &dyn Queue) {
         queue
             .send(&[message("g1", "d1", "first"), message("g1", "d1", "repeat in batch")])
@@ -376,8 +419,8 @@ mod checks {
 mod backends {
     //! Builds a fresh store or queue per test on each backend.
 
-    use fieldsync_aws::{local_clients, DynamoStore, SqsQueue};
-    use fieldsync_embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
+    use fieldsync_aws::{local_clients, DynamoGovernor, DynamoStore, SqsQueue};
+    use fieldsync_embedded::{EmbeddedGovernor, EmbeddedQueue, EmbeddedStore, QueueSettings};
 
     use super::*;
 
@@ -434,6 +477,23 @@ mod backends {
 
     pub(crate) async fn embedded_store() -> Option<EmbeddedStore> {
         Some(EmbeddedStore::new())
+    }
+
+    pub(crate) async fn embedded_governor() -> Option<EmbeddedGovernor> {
+        Some(EmbeddedGovernor::new())
+    }
+
+    async fn dynamo_governor(variables: &[&str]) -> Option<DynamoGovernor> {
+        let (store, client) = dynamo_store(variables).await?;
+        Some(DynamoGovernor::new(client, store.table()))
+    }
+
+    pub(crate) async fn dynamodb_local_governor() -> Option<DynamoGovernor> {
+        dynamo_governor(DYNAMODB_LOCAL_VARIABLES).await
+    }
+
+    pub(crate) async fn moto_dynamodb_governor() -> Option<DynamoGovernor> {
+        dynamo_governor(MOTO_DYNAMODB_VARIABLES).await
     }
 
     pub(crate) async fn embedded_queue() -> Option<EmbeddedQueue> {
@@ -564,6 +624,31 @@ queue_contract!(
     tokio::test(start_paused = true)
 );
 queue_contract!(moto_sqs_queue, backends::moto_sqs_queue, tokio::test);
+
+/// Runs every concurrency governor check against the governor that `$setup` builds.
+macro_rules! governor_contract {
+    ($backend:ident, $setup:path) => {
+        mod $backend {
+            use super::*;
+
+            #[tokio::test]
+            async fn governor_limits_held_slots() {
+                let Some(governor) = $setup().await else { return };
+                checks::governor_limits_held_slots(&governor as &dyn ConcurrencyGovernor).await;
+            }
+
+            #[tokio::test]
+            async fn governor_takes_over_expired_lease() {
+                let Some(governor) = $setup().await else { return };
+                checks::governor_takes_over_expired_lease(&governor as &dyn ConcurrencyGovernor).await;
+            }
+        }
+    };
+}
+
+governor_contract!(embedded_governor, backends::embedded_governor);
+governor_contract!(dynamodb_local_governor, backends::dynamodb_local_governor);
+governor_contract!(moto_dynamodb_governor, backends::moto_dynamodb_governor);
 
 /// Checks of the DynamoDB store beyond the port: table set-up, delivery claims and unreadable items.
 macro_rules! dynamo_extras {

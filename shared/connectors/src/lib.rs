@@ -9,6 +9,8 @@
 //!   through the ERP's REST API.
 //! - [`business_central::BusinessCentralClient`] reads and writes Business Central items.
 //! - [`bigcommerce::BigCommerceClient`] reads and writes BigCommerce catalog products.
+//! - [`netsuite::NetSuiteClient`] writes NetSuite inventory items through REST web services,
+//!   within the account's concurrency limit.
 //! - [`generic::GenericClient`] writes through any REST API a connector file describes.
 //! - [`woocommerce::WooCommerceClient`] reads and writes WooCommerce products and variations.
 //!
@@ -25,6 +27,7 @@ pub mod bigcommerce;
 pub mod business_central;
 pub mod erp;
 pub mod generic;
+pub mod netsuite;
 pub mod storefront;
 pub mod woocommerce;
 

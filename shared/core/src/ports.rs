@@ -195,3 +195,36 @@ impl SystemError {
         !matches!(self, SystemError::Rejected { .. })
     }
 }
+
+/// A slot of a [`ConcurrencyGovernor`] scope, held until released or until its lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit {
+    /// The resource whose concurrent requests are limited, such as `netsuite:<account>`.
+    pub scope: String,
+    /// The slot number, from 0 to the scope's limit minus one.
+    pub slot: u32,
+    /// The process or task that holds the slot; only it can release the slot.
+    pub holder: String,
+    /// When the lease ends: from then on another holder may take the slot.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Limits how many requests to one outside system run at once across every process, for systems
+/// that count concurrent requests per account rather than requests per second.
+#[async_trait]
+pub trait ConcurrencyGovernor: Send + Sync + fmt::Debug {
+    /// Takes a free slot of `scope` for `lease`, or returns `None` when `limit` slots are held.
+    /// A slot whose lease has ended counts as free, so a process that stopped without releasing
+    /// its slot blocks it for at most `lease`. The call does not wait for a slot.
+    async fn acquire(
+        &self,
+        scope: &str,
+        limit: u32,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Option<Permit>, StoreError>;
+
+    /// Frees the permit's slot if its holder still holds it. Releasing a slot whose lease ended
+    /// and that another holder took since leaves that holder's slot alone.
+    async fn release(&self, permit: &Permit) -> Result<(), StoreError>;
+}

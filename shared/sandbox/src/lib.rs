@@ -13,6 +13,8 @@
 //!   with entity tags, and webhook subscriptions with a validation handshake and batched
 //!   notifications.
 //! - [`woocommerce`] behaves like WooCommerce's REST API v3 products and its signed webhooks.
+//! - [`netsuite`] behaves like a NetSuite account's REST record service for inventory items, with
+//!   the account's concurrency limit and fieldsync's signed outbox deliveries.
 //!
 //! Tests drive a sandbox through its handle (for example [`storefront::StorefrontHandle`]), which
 //! also records every webhook delivery as a [`Delivery`] with the exact body bytes. Each sandbox
@@ -28,6 +30,7 @@ pub mod bigcommerce;
 pub mod business_central;
 pub mod erp;
 pub mod erpnext;
+pub mod netsuite;
 pub mod storefront;
 pub mod woocommerce;
 

@@ -3,6 +3,7 @@
 pub mod bigcommerce;
 pub mod business_central;
 pub mod generic;
+pub mod netsuite;
 pub mod shopify;
 pub mod signed_json;
 pub mod woocommerce;
