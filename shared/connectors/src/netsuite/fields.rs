@@ -104,6 +104,7 @@ mod tests {
                 .iter()
                 .map(|(name, value)| (FieldName::new(*name), value.clone()))
                 .collect(),
+            previous: Default::default(),
             changed_at: chrono::Utc::now(),
             parked_on: Vec::new(),
         }

@@ -165,6 +165,7 @@ mod tests {
                 .iter()
                 .map(|(name, value)| (FieldName::new(*name), value.clone()))
                 .collect::<BTreeMap<_, _>>(),
+            previous: Default::default(),
             changed_at: chrono::Utc::now(),
             parked_on: Vec::new(),
         }
