@@ -17,6 +17,9 @@ FUNCTIONS = {
     "SubscriptionRenewerFunction": "subscription-renewer",
 }
 
+# Functions that build the generic format or connector from the connector file.
+CONNECTOR_FILE_READERS = {"ErpWebhookFunction", "ReconcilerFunction"}
+
 ALARMS = [
     "DeadLetterQueueNotEmpty",
     "OldestChangeTooOld",
@@ -91,8 +94,22 @@ def main(path):
         needed = {str(v) for n, v in variables.items() if n.endswith("_ARN")}
         check(f"{logical_id} may read exactly the secrets it names", secret_grants == needed)
         rules_read = [s for s in statements if "ssm:GetParameter" in as_list(s.get("Action"))]
-        check(f"{logical_id} may read the rules parameter only", len(rules_read) == 1
-              and refs(rules_read[0]["Resource"]) == {"RulesParameterName"})
+        # The ERP receiver and the reconciler read the generic connector file too, and only when
+        # ErpPlatform is generic (an !If on the IsGenericErp condition).
+        allowed = {"RulesParameterName"}
+        if logical_id in CONNECTOR_FILE_READERS:
+            allowed.add("ConnectorParameterName")
+        parameter_refs = refs(rules_read[0]["Resource"]) if len(rules_read) == 1 else set()
+        check(f"{logical_id} may read the rules parameter and nothing else it does not need",
+              "RulesParameterName" in parameter_refs and parameter_refs <= allowed)
+        connector_variable = variables.get("FIELDSYNC_CONNECTOR_PARAMETER")
+        if logical_id in CONNECTOR_FILE_READERS:
+            check(f"{logical_id} reads the connector file only for the generic ERP",
+                  "ConnectorParameterName" in parameter_refs
+                  and "ConnectorParameterName" in refs(connector_variable)
+                  and all("'Fn::If': ['IsGenericErp'" in str(value) for value in (connector_variable, rules_read[0]["Resource"])))
+        else:
+            check(f"{logical_id} does not read the connector file", connector_variable is None)
 
     table_statements = [
         s for policy in resources["ReconcilerFunction"]["Properties"]["Policies"] if isinstance(policy, dict)

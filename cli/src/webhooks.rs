@@ -102,7 +102,11 @@ pub(crate) async fn run(rules: &Rules, action: &Action) -> anyhow::Result<ExitCo
                     println!("{}: Shopify webhook subscription {line}", connection.system);
                 }
             }
-            ConnectorKind::ErpRest | ConnectorKind::Generic => println!(
+            ConnectorKind::ErpRest
+            | ConnectorKind::Generic
+            | ConnectorKind::BigCommerce
+            | ConnectorKind::WooCommerce
+            | ConnectorKind::NetSuite => println!(
                 "{}: this platform's webhooks are configured in the platform itself (docs/deploy.md)",
                 connection.system
             ),

@@ -20,13 +20,19 @@ async fn main() -> Result<(), Error> {
     let env = resolve(&SecretSources::new(&sdk), ProcessEnvironment).await?;
     let rules = Arc::new(load_rules(&env)?);
     let table = env.require("FIELDSYNC_TABLE_NAME")?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = DynamoStore::new(dynamodb, table);
+
+    // Concurrency limits per account (NetSuite) are held in the state table, so every
+    // reconciler instance counts the same slots.
+    let governor = Arc::new(store.governor());
     let mut systems = BTreeMap::new();
-    for connection in connections_from_env(&env, &rules)? {
+    for mut connection in connections_from_env(&env, &rules)? {
+        connection.governor = Some(governor.clone());
         systems.insert(connection.system.clone(), connection.client()?);
     }
 
-    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
-    let reconciler = Reconciler::new(rules, Arc::new(DynamoStore::new(dynamodb, table)), systems);
+    let reconciler = Reconciler::new(rules, Arc::new(store), systems);
     let metrics = MetricsSink::Stdout;
 
     lambda_runtime::run(service_fn(|event| handle(&reconciler, &metrics, event))).await

@@ -6,7 +6,7 @@
 //! | `FIELDSYNC_INTEGRATION` | all, deployed | the stack's integration name, checked against the rules |
 //! | `FIELDSYNC_RULES_FILE` | all, local | path of the rules file when no parameter is named (default `rules.toml`) |
 //! | `FIELDSYNC_SOURCE_SYSTEM` | receivers | the system this receiver takes webhooks from, as named in the rules |
-//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify`, `signed-json`, `business-central` or `generic` |
+//! | `FIELDSYNC_WEBHOOK_FORMAT` | receivers | `shopify`, `bigcommerce`, `woocommerce`, `signed-json`, `business-central`, `netsuite` or `generic` |
 //! | `FIELDSYNC_CONNECTOR_PARAMETER` | receivers, reconciler, deployed | Parameter Store parameter holding the connector file of a `generic` format or connector |
 //! | `FIELDSYNC_CONNECTOR_FILE` | receivers, reconciler, local | path of that connector file when no parameter is named |
 //! | `FIELDSYNC_WEBHOOK_SECRETS` | receivers | comma-separated secrets (Business Central: clientState values); two during a rotation |
@@ -14,10 +14,12 @@
 //! | `FIELDSYNC_QUEUE_URL` | receivers, CLI | the SQS FIFO queue |
 //! | `FIELDSYNC_DEAD_LETTER_QUEUE_URL` | CLI | its dead-letter queue |
 //! | `FIELDSYNC_TABLE_NAME` | reconciler | the DynamoDB table |
-//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify`, `erp-rest`, `business-central` or `generic` |
-//! | `FIELDSYNC_<SYSTEM>_BASE_URL`, `FIELDSYNC_<SYSTEM>_TOKEN` | reconciler | API base URL and token per system |
+//! | `FIELDSYNC_CONNECTIONS` | reconciler | `system=connector` pairs, connector `shopify`, `bigcommerce`, `woocommerce`, `erp-rest`, `business-central`, `netsuite` or `generic` |
+//! | `FIELDSYNC_<SYSTEM>_BASE_URL`, `FIELDSYNC_<SYSTEM>_TOKEN` | reconciler | API base URL and token per system (WooCommerce: `consumer_key:consumer_secret`) |
 //! | `FIELDSYNC_<SYSTEM>_COMPANY_ID` | reconciler | Business Central company id |
-//! | `FIELDSYNC_<SYSTEM>_LOCATION_ID` | reconciler | Shopify inventory location (default `gid://shopify/Location/1`) |
+//! | `FIELDSYNC_<SYSTEM>_LOCATION_ID` | reconciler | inventory location: a Shopify global id (default `gid://shopify/Location/1`) or a BigCommerce location id (default 1) |
+//! | `FIELDSYNC_<SYSTEM>_CONCURRENCY_LIMIT` | reconciler | NetSuite requests open at once across every reconciler (default 5), held in the table |
+//! | `FIELDSYNC_<SYSTEM>_INVENTORY_MODE` | reconciler | BigCommerce inventory writes: `absolute` (default) or `relative` |
 //!
 //! Deployed functions take no secret from the environment: `FIELDSYNC_<NAME>_ARN` names a
 //! Secrets Manager secret read at cold start into `FIELDSYNC_<NAME>`
@@ -28,15 +30,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Duration;
+use fieldsync_connectors::bigcommerce::{BigCommerceClient, BigCommerceConfig, InventoryMode};
 use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig};
 use fieldsync_connectors::erp::{ErpClient, ErpClientConfig};
 use fieldsync_connectors::generic::{GenericClient, GenericClientConfig};
+use fieldsync_connectors::netsuite::{NetSuiteClient, NetSuiteConfig};
 use fieldsync_connectors::storefront::{ShopifyClient, ShopifyConfig};
+use fieldsync_connectors::woocommerce::{WooCommerceClient, WooCommerceConfig};
+use fieldsync_core::formats::bigcommerce::BigCommerceFormat;
 use fieldsync_core::formats::business_central::BusinessCentralFormat;
 use fieldsync_core::formats::generic::GenericFormat;
+use fieldsync_core::formats::netsuite::NetSuiteFormat;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
-use fieldsync_core::ports::SystemClient;
+use fieldsync_core::formats::woocommerce::WooCommerceFormat;
+use fieldsync_core::ports::{ConcurrencyGovernor, SystemClient};
 use fieldsync_core::{ConnectorFile, ConnectorFileError, Rules, RulesError, Secret, SystemId, WebhookFormat};
 
 /// Default accepted skew between a signed timestamp and the receive time.
@@ -175,10 +183,15 @@ pub fn load_connector_file(env: &dyn Environment) -> Result<Arc<ConnectorFile>, 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatKind {
     Shopify,
+    /// BigCommerce's signed thin webhooks; the secrets are the app's client secrets.
+    BigCommerce,
+    WooCommerce,
     SignedJson,
     /// Business Central notifications; the webhook secrets are the subscriptions' clientState
     /// values.
     BusinessCentral,
+    /// The signed outbox deliveries of fieldsync's NetSuite scripts.
+    NetSuite,
     /// Described by the connector file.
     Generic,
 }
@@ -208,12 +221,17 @@ impl ReceiverConfig {
         }
         let format = match env.require("FIELDSYNC_WEBHOOK_FORMAT")?.as_str() {
             "shopify" => FormatKind::Shopify,
+            "bigcommerce" => FormatKind::BigCommerce,
+            "woocommerce" => FormatKind::WooCommerce,
             "signed-json" => FormatKind::SignedJson,
             "business-central" => FormatKind::BusinessCentral,
+            "netsuite" => FormatKind::NetSuite,
             "generic" => FormatKind::Generic,
             other => {
-                let reason =
-                    format!("{other:?} is not a format; expected shopify, signed-json, business-central or generic");
+                let reason = format!(
+                    "{other:?} is not a format; expected shopify, bigcommerce, woocommerce, signed-json, \
+                     business-central, netsuite or generic"
+                );
                 return Err(ConfigError::Invalid {
                     variable: "FIELDSYNC_WEBHOOK_FORMAT".into(),
                     reason,
@@ -236,7 +254,12 @@ impl ReceiverConfig {
         };
         let connector_file = match format {
             FormatKind::Generic => Some(load_connector_file(env)?),
-            FormatKind::Shopify | FormatKind::SignedJson | FormatKind::BusinessCentral => None,
+            FormatKind::Shopify
+            | FormatKind::BigCommerce
+            | FormatKind::WooCommerce
+            | FormatKind::SignedJson
+            | FormatKind::BusinessCentral
+            | FormatKind::NetSuite => None,
         };
         Ok(Self {
             integration: rules.integration.clone(),
@@ -256,12 +279,35 @@ impl ReceiverConfig {
                 source: self.system.clone(),
                 secrets: self.webhook_secrets.clone(),
             }),
+            FormatKind::BigCommerce => {
+                let mut format = BigCommerceFormat::new(
+                    self.integration.clone(),
+                    self.system.clone(),
+                    self.webhook_secrets.clone(),
+                );
+                format.tolerance = Duration::seconds(self.signature_tolerance_secs);
+                Arc::new(format)
+            }
+            FormatKind::WooCommerce => Arc::new(WooCommerceFormat::new(
+                self.integration.clone(),
+                self.system.clone(),
+                self.webhook_secrets.clone(),
+            )),
             FormatKind::SignedJson => Arc::new(SignedJsonFormat {
                 integration: self.integration.clone(),
                 source: self.system.clone(),
                 secrets: self.webhook_secrets.clone(),
                 tolerance: Duration::seconds(self.signature_tolerance_secs),
             }),
+            FormatKind::NetSuite => {
+                let mut format = NetSuiteFormat::new(
+                    self.integration.clone(),
+                    self.system.clone(),
+                    self.webhook_secrets.clone(),
+                );
+                format.tolerance = Duration::seconds(self.signature_tolerance_secs);
+                Arc::new(format)
+            }
             FormatKind::BusinessCentral => Arc::new(BusinessCentralFormat::new(
                 self.integration.clone(),
                 self.system.clone(),
@@ -286,8 +332,13 @@ impl ReceiverConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnectorKind {
     Shopify,
+    BigCommerce,
+    /// The token is `consumer_key:consumer_secret`.
+    WooCommerce,
     ErpRest,
     BusinessCentral,
+    /// NetSuite's REST record service, within a concurrency limit held by the governor.
+    NetSuite,
     /// A REST API described by the connector file.
     Generic,
 }
@@ -299,14 +350,21 @@ pub struct Connection {
     pub connector: ConnectorKind,
     pub base_url: String,
     pub token: Secret,
-    /// The inventory location a Shopify connection writes quantities to, as a global id.
+    /// The inventory location quantities are written to: a Shopify global id or a BigCommerce
+    /// location id.
     pub location_id: Option<String>,
+    /// Whether a BigCommerce connection writes inventory as relative adjustments.
+    pub inventory_mode: InventoryMode,
     /// The company a Business Central connection syncs.
     pub company_id: Option<String>,
     /// The integration name of the rules, which connectors that read records put on changes.
     pub integration: String,
     /// The connector file of a `generic` connection.
     pub connector_file: Option<Arc<ConnectorFile>>,
+    /// Requests a NetSuite connection may have open at once across every reconciler.
+    pub concurrency_limit: Option<u32>,
+    /// The governor that holds that limit, shared by every reconciler (the state table in AWS).
+    pub governor: Option<Arc<dyn ConcurrencyGovernor>>,
 }
 
 impl Connection {
@@ -324,6 +382,40 @@ impl Connection {
                 }
                 Arc::new(ShopifyClient::new(config).map_err(error)?)
             }
+            ConnectorKind::BigCommerce => {
+                let mut config = BigCommerceConfig::new(
+                    self.system.clone(),
+                    self.integration.clone(),
+                    self.base_url.clone(),
+                    self.token.clone(),
+                );
+                if let Some(location_id) = &self.location_id {
+                    config.inventory_location_id = location_id.parse().map_err(|_| ConfigError::Invalid {
+                        variable: format!("{}_LOCATION_ID", variable_prefix(&self.system)),
+                        reason: format!("{location_id:?} is not a BigCommerce location id (a whole number)"),
+                    })?;
+                }
+                config.inventory_mode = self.inventory_mode;
+                Arc::new(BigCommerceClient::new(config).map_err(error)?)
+            }
+            ConnectorKind::WooCommerce => {
+                let (key, secret) = self
+                    .token
+                    .expose()
+                    .split_once(':')
+                    .ok_or_else(|| ConfigError::Invalid {
+                        variable: format!("{}_TOKEN", variable_prefix(&self.system)),
+                        reason: "a WooCommerce token is consumer_key:consumer_secret".to_owned(),
+                    })?;
+                let config = WooCommerceConfig::new(
+                    self.system.clone(),
+                    self.integration.clone(),
+                    self.base_url.clone(),
+                    Secret::new(key),
+                    Secret::new(secret),
+                );
+                Arc::new(WooCommerceClient::new(config).map_err(error)?)
+            }
             ConnectorKind::ErpRest => {
                 let config = ErpClientConfig::new(self.system.clone(), self.base_url.clone(), self.token.clone());
                 Arc::new(ErpClient::new(config).map_err(error)?)
@@ -340,6 +432,22 @@ impl Connection {
                     self.token.clone(),
                 );
                 Arc::new(BusinessCentralClient::new(config).map_err(error)?)
+            }
+            ConnectorKind::NetSuite => {
+                let governor = self.governor.clone().ok_or_else(|| ConfigError::Invalid {
+                    variable: "FIELDSYNC_CONNECTIONS".to_owned(),
+                    reason: format!("the NetSuite connection {} has no concurrency governor", self.system),
+                })?;
+                let mut config = NetSuiteConfig::new(
+                    self.system.clone(),
+                    self.integration.clone(),
+                    self.base_url.clone(),
+                    self.token.clone(),
+                );
+                if let Some(limit) = self.concurrency_limit {
+                    config.concurrency_limit = limit;
+                }
+                Arc::new(NetSuiteClient::new(config, governor).map_err(error)?)
             }
             ConnectorKind::Generic => {
                 let connector = self.connector_file.clone().ok_or_else(|| ConfigError::Missing {
@@ -380,12 +488,16 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
         }
         let connector = match connector.trim() {
             "shopify" => ConnectorKind::Shopify,
+            "bigcommerce" => ConnectorKind::BigCommerce,
+            "woocommerce" => ConnectorKind::WooCommerce,
             "erp-rest" => ConnectorKind::ErpRest,
             "business-central" => ConnectorKind::BusinessCentral,
+            "netsuite" => ConnectorKind::NetSuite,
             "generic" => ConnectorKind::Generic,
             other => {
                 return Err(invalid(format!(
-                    "{other:?} is not a connector; expected shopify, erp-rest, business-central or generic"
+                    "{other:?} is not a connector; expected shopify, bigcommerce, woocommerce, erp-rest, \
+                     business-central, netsuite or generic"
                 )))
             }
         };
@@ -394,9 +506,38 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
         let token = Secret::new(env.require(&format!("{prefix}_TOKEN"))?);
         let location_id = env.get(&format!("{prefix}_LOCATION_ID"));
         let company_id = env.get(&format!("{prefix}_COMPANY_ID"));
+        let concurrency_limit = match env.get(&format!("{prefix}_CONCURRENCY_LIMIT")) {
+            None => None,
+            Some(text) => {
+                Some(
+                    text.parse::<u32>()
+                        .ok()
+                        .filter(|limit| *limit > 0)
+                        .ok_or_else(|| ConfigError::Invalid {
+                            variable: format!("{prefix}_CONCURRENCY_LIMIT"),
+                            reason: format!("{text:?} is not a positive whole number"),
+                        })?,
+                )
+            }
+        };
+        let inventory_mode = match env.get(&format!("{prefix}_INVENTORY_MODE")).as_deref() {
+            None | Some("absolute") => InventoryMode::Absolute,
+            Some("relative") => InventoryMode::Relative,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    variable: format!("{prefix}_INVENTORY_MODE"),
+                    reason: format!("{other:?} is not an inventory mode; expected absolute or relative"),
+                })
+            }
+        };
         let connector_file = match connector {
             ConnectorKind::Generic => Some(load_connector_file(env)?),
-            ConnectorKind::Shopify | ConnectorKind::ErpRest | ConnectorKind::BusinessCentral => None,
+            ConnectorKind::Shopify
+            | ConnectorKind::BigCommerce
+            | ConnectorKind::WooCommerce
+            | ConnectorKind::ErpRest
+            | ConnectorKind::BusinessCentral
+            | ConnectorKind::NetSuite => None,
         };
         connections.push(Connection {
             system,
@@ -404,9 +545,12 @@ pub fn connections_from_env(env: &dyn Environment, rules: &Rules) -> Result<Vec<
             base_url,
             token,
             location_id,
+            inventory_mode,
             company_id,
             integration: rules.integration.clone(),
             connector_file,
+            concurrency_limit,
+            governor: None,
         });
     }
     Ok(connections)
@@ -536,5 +680,121 @@ mod tests {
         ]);
         let error = connections_from_env(&vars, &rules()).unwrap_err();
         assert_eq!(error.to_string(), "missing environment variable FIELDSYNC_ERP_TOKEN");
+    }
+
+    #[test]
+    fn storefront_platforms_build_their_formats() {
+        for (name, kind) in [
+            ("bigcommerce", FormatKind::BigCommerce),
+            ("woocommerce", FormatKind::WooCommerce),
+        ] {
+            let vars = env(&[
+                ("FIELDSYNC_SOURCE_SYSTEM", "storefront"),
+                ("FIELDSYNC_WEBHOOK_FORMAT", name),
+                ("FIELDSYNC_WEBHOOK_SECRETS", "s"),
+            ]);
+            let config = ReceiverConfig::from_env(&vars, &rules()).unwrap();
+            assert_eq!(config.format, kind);
+            assert_eq!(config.webhook_format().source().as_str(), "storefront");
+        }
+    }
+
+    #[test]
+    fn storefront_connections_build_clients() {
+        let vars = env(&[
+            ("FIELDSYNC_CONNECTIONS", "storefront=bigcommerce,erp=woocommerce"),
+            (
+                "FIELDSYNC_STOREFRONT_BASE_URL",
+                "https://api.bigcommerce.com/stores/abc123",
+            ),
+            ("FIELDSYNC_STOREFRONT_TOKEN", "bc-token"),
+            ("FIELDSYNC_STOREFRONT_LOCATION_ID", "2"),
+            ("FIELDSYNC_STOREFRONT_INVENTORY_MODE", "relative"),
+            ("FIELDSYNC_ERP_BASE_URL", "https://shop.example.com"),
+            ("FIELDSYNC_ERP_TOKEN", "ck_1:cs_1"),
+        ]);
+        let connections = connections_from_env(&vars, &rules()).unwrap();
+        assert_eq!(connections[0].connector, ConnectorKind::BigCommerce);
+        assert_eq!(connections[0].inventory_mode, InventoryMode::Relative);
+        for connection in &connections {
+            connection.client().unwrap();
+        }
+    }
+
+    #[test]
+    fn woocommerce_token_needs_key_and_secret() {
+        let vars = env(&[
+            ("FIELDSYNC_CONNECTIONS", "storefront=woocommerce"),
+            ("FIELDSYNC_STOREFRONT_BASE_URL", "https://shop.example.com"),
+            ("FIELDSYNC_STOREFRONT_TOKEN", "ck_only"),
+        ]);
+        let connections = connections_from_env(&vars, &rules()).unwrap();
+        let error = connections[0].client().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid environment variable FIELDSYNC_STOREFRONT_TOKEN: a WooCommerce token is consumer_key:consumer_secret"
+        );
+    }
+
+    #[test]
+    fn unknown_inventory_mode_is_rejected() {
+        let vars = env(&[
+            ("FIELDSYNC_CONNECTIONS", "storefront=bigcommerce"),
+            (
+                "FIELDSYNC_STOREFRONT_BASE_URL",
+                "https://api.bigcommerce.com/stores/abc123",
+            ),
+            ("FIELDSYNC_STOREFRONT_TOKEN", "bc-token"),
+            ("FIELDSYNC_STOREFRONT_INVENTORY_MODE", "delta"),
+        ]);
+        let error = connections_from_env(&vars, &rules()).unwrap_err();
+        assert!(
+            error.to_string().contains("FIELDSYNC_STOREFRONT_INVENTORY_MODE"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn netsuite_connection_needs_governor() {
+        let vars = env(&[
+            ("FIELDSYNC_CONNECTIONS", "erp=netsuite"),
+            ("FIELDSYNC_ERP_BASE_URL", "https://1234567.suitetalk.api.netsuite.com"),
+            ("FIELDSYNC_ERP_TOKEN", "ns-token"),
+            ("FIELDSYNC_ERP_CONCURRENCY_LIMIT", "3"),
+        ]);
+        let mut connections = connections_from_env(&vars, &rules()).unwrap();
+        assert_eq!(connections[0].concurrency_limit, Some(3));
+        let error = connections[0].client().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid environment variable FIELDSYNC_CONNECTIONS: the NetSuite connection erp has no concurrency governor"
+        );
+
+        connections[0].governor = Some(Arc::new(fieldsync_embedded::EmbeddedGovernor::new()));
+        connections[0].client().unwrap();
+    }
+
+    #[test]
+    fn netsuite_receiver_builds_its_format() {
+        let vars = env(&[
+            ("FIELDSYNC_SOURCE_SYSTEM", "erp"),
+            ("FIELDSYNC_WEBHOOK_FORMAT", "netsuite"),
+            ("FIELDSYNC_WEBHOOK_SECRETS", "s"),
+        ]);
+        let config = ReceiverConfig::from_env(&vars, &rules()).unwrap();
+        assert_eq!(config.format, FormatKind::NetSuite);
+        assert_eq!(config.webhook_format().source().as_str(), "erp");
+    }
+
+    #[test]
+    fn zero_concurrency_limit_is_rejected() {
+        let vars = env(&[
+            ("FIELDSYNC_CONNECTIONS", "erp=netsuite"),
+            ("FIELDSYNC_ERP_BASE_URL", "https://1234567.suitetalk.api.netsuite.com"),
+            ("FIELDSYNC_ERP_TOKEN", "ns-token"),
+            ("FIELDSYNC_ERP_CONCURRENCY_LIMIT", "0"),
+        ]);
+        let error = connections_from_env(&vars, &rules()).unwrap_err();
+        assert!(error.to_string().contains("FIELDSYNC_ERP_CONCURRENCY_LIMIT"), "{error}");
     }
 }

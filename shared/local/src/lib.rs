@@ -7,7 +7,9 @@
 //! the ones caused by fieldsync's own writes, so loop suppression runs for real.
 //!
 //! With [`LocalOptions::erp_connector`] set, the `erp` system is an ERPNext sandbox instead, read
-//! and written through the generic webhook format and REST client of that connector file.
+//! and written through the generic webhook format and REST client of that connector file. With
+//! [`LocalOptions::storefront_platform`] set to BigCommerce or WooCommerce, the `storefront`
+//! system is that platform's sandbox, and the Shopify-like sandbox runs idle.
 
 mod receivers;
 mod worker;
@@ -17,25 +19,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fieldsync_aws::{DynamoStore, SqsQueue};
+use fieldsync_connectors::bigcommerce::{BigCommerceClient, BigCommerceConfig as BigCommerceClientConfig};
 use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig};
+use fieldsync_connectors::netsuite::{NetSuiteClient, NetSuiteConfig as NetSuiteClientConfig};
+use fieldsync_connectors::woocommerce::{WooCommerceClient, WooCommerceConfig as WooCommerceClientConfig};
+use fieldsync_core::formats::bigcommerce::BigCommerceFormat;
 use fieldsync_core::formats::business_central::BusinessCentralFormat;
 use fieldsync_core::formats::generic::GenericFormat;
+use fieldsync_core::formats::netsuite::NetSuiteFormat;
 use fieldsync_core::formats::shopify::ShopifyFormat;
 use fieldsync_core::formats::signed_json::SignedJsonFormat;
-use fieldsync_core::ports::{Queue, RecordStore, SystemClient};
+use fieldsync_core::formats::woocommerce::WooCommerceFormat;
+use fieldsync_core::ports::{ConcurrencyGovernor, Queue, RecordStore, SystemClient};
 use fieldsync_core::{ConnectorFile, Decision, Record, RecordKey, Rules, Secret, SystemId};
-use fieldsync_embedded::{EmbeddedQueue, EmbeddedStore, QueueSettings};
+use fieldsync_embedded::{EmbeddedGovernor, EmbeddedQueue, EmbeddedStore, QueueSettings};
 use fieldsync_lambda::config::{Connection, ConnectorKind};
 use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_lambda::receiver::Receiver;
 use fieldsync_lambda::subscriptions::ensure_items_subscription;
 use fieldsync_pipeline::Reconciler;
+use fieldsync_sandbox::bigcommerce::{
+    BigCommerceConfig as BigCommerceSandboxConfig, BigCommerceHandle, BigCommerceSandbox,
+};
 use fieldsync_sandbox::business_central::{
     BusinessCentralConfig as BusinessCentralSandboxConfig, BusinessCentralHandle, BusinessCentralSandbox,
 };
 use fieldsync_sandbox::erp::{ErpConfig, ErpHandle, ErpSandbox};
 use fieldsync_sandbox::erpnext::{ErpNextConfig, ErpNextHandle, ErpNextSandbox};
+use fieldsync_sandbox::netsuite::{NetSuiteConfig as NetSuiteSandboxConfig, NetSuiteHandle, NetSuiteSandbox};
 use fieldsync_sandbox::storefront::{StorefrontConfig, StorefrontHandle, StorefrontSandbox, ThrottleConfig};
+use fieldsync_sandbox::woocommerce::{
+    WooCommerceConfig as WooCommerceSandboxConfig, WooCommerceHandle, WooCommerceSandbox,
+};
 use tokio::task::JoinHandle;
 
 pub use receivers::ReceiverServer;
@@ -51,6 +66,16 @@ pub const BUSINESS_CENTRAL_CLIENT_STATE: &str = "bc_local_demo_client_state";
 pub const ERPNEXT_API_KEY: &str = "erpnext_local_demo_key";
 pub const ERPNEXT_API_SECRET: &str = "erpnext_local_demo_secret";
 pub const ERPNEXT_WEBHOOK_SECRET: &str = "erpnext_local_demo_webhook_secret";
+pub const BIGCOMMERCE_TOKEN: &str = "bc_local_demo_token";
+pub const BIGCOMMERCE_CLIENT_SECRET: &str = "bc_local_demo_client_secret";
+pub const WOOCOMMERCE_CONSUMER_KEY: &str = "ck_local_demo_key";
+pub const WOOCOMMERCE_CONSUMER_SECRET: &str = "cs_local_demo_secret";
+pub const WOOCOMMERCE_WEBHOOK_SECRET: &str = "wc_local_demo_webhook_secret";
+pub const NETSUITE_TOKEN: &str = "ns_local_demo_token";
+pub const NETSUITE_WEBHOOK_SECRET: &str = "ns_local_demo_outbox_secret";
+
+/// The NetSuite connector's default concurrency limit, the sandbox's account limit.
+const NETSUITE_CONCURRENCY_LIMIT: u32 = 5;
 
 /// How long the local queue hides a message that failed before delivering it again.
 const LOCAL_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -93,6 +118,18 @@ pub enum Backend {
     },
 }
 
+/// The platform behind the `storefront` system.
+#[derive(Debug, Clone, Default)]
+pub enum StorefrontPlatform {
+    /// The Shopify-like sandbox.
+    #[default]
+    Shopify,
+    /// A BigCommerce sandbox; its token and client secret are the demo's.
+    BigCommerce(BigCommerceSandboxConfig),
+    /// A WooCommerce sandbox; its keys and webhook secret are the demo's.
+    WooCommerce(WooCommerceSandboxConfig),
+}
+
 /// Options for [`LocalStack::start`].
 #[derive(Debug, Clone)]
 pub struct LocalOptions {
@@ -112,6 +149,13 @@ pub struct LocalOptions {
     pub business_central: Option<BusinessCentralSandboxConfig>,
     /// The storefront sandbox's query cost bucket.
     pub storefront_throttle: ThrottleConfig,
+    /// The platform behind the `storefront` system.
+    pub storefront_platform: StorefrontPlatform,
+    /// Settings of a NetSuite sandbox that is the `erp` system instead, delivering its signed
+    /// outbox and written through the NetSuite connector. Its token and secret are the demo's.
+    pub netsuite: Option<NetSuiteSandboxConfig>,
+    /// Requests the NetSuite connector may have open at once, across every reconciler worker.
+    pub netsuite_concurrency_limit: u32,
 }
 
 impl LocalOptions {
@@ -130,6 +174,9 @@ impl LocalOptions {
             erpnext: ErpNextConfig::default(),
             business_central: None,
             storefront_throttle: ThrottleConfig::default(),
+            storefront_platform: StorefrontPlatform::Shopify,
+            netsuite: None,
+            netsuite_concurrency_limit: NETSUITE_CONCURRENCY_LIMIT,
         }
     }
 }
@@ -143,6 +190,12 @@ pub struct LocalStack {
     pub erpnext: Option<ErpNextHandle>,
     /// The Business Central sandbox that is the `erp` system when the options configure one.
     pub business_central: Option<BusinessCentralHandle>,
+    /// The BigCommerce sandbox that is the `storefront` system when the options choose it.
+    pub bigcommerce: Option<BigCommerceHandle>,
+    /// The WooCommerce sandbox that is the `storefront` system when the options choose it.
+    pub woocommerce: Option<WooCommerceHandle>,
+    /// The NetSuite sandbox that is the `erp` system when the options configure one.
+    pub netsuite: Option<NetSuiteHandle>,
     /// The connector client of that sandbox, which also keeps its subscription.
     business_central_client: Option<BusinessCentralClient>,
     pub store: Arc<dyn RecordStore>,
@@ -195,18 +248,62 @@ impl LocalStack {
             None => None,
         };
 
-        let (store, queue, backlog) = open_backend(&options.backend, &options.queue).await?;
+        let (bigcommerce, woocommerce) = match &options.storefront_platform {
+            StorefrontPlatform::Shopify => (None, None),
+            StorefrontPlatform::BigCommerce(config) => {
+                let config = BigCommerceSandboxConfig {
+                    access_token: BIGCOMMERCE_TOKEN.to_owned(),
+                    client_secret: BIGCOMMERCE_CLIENT_SECRET.to_owned(),
+                    ..config.clone()
+                };
+                (Some(BigCommerceSandbox::start(config).await?), None)
+            }
+            StorefrontPlatform::WooCommerce(config) => {
+                let config = WooCommerceSandboxConfig {
+                    consumer_key: WOOCOMMERCE_CONSUMER_KEY.to_owned(),
+                    consumer_secret: WOOCOMMERCE_CONSUMER_SECRET.to_owned(),
+                    webhook_secret: WOOCOMMERCE_WEBHOOK_SECRET.to_owned(),
+                    ..config.clone()
+                };
+                (None, Some(WooCommerceSandbox::start(config).await?))
+            }
+        };
+
+        let netsuite = match &options.netsuite {
+            Some(config) => Some(
+                NetSuiteSandbox::start(NetSuiteSandboxConfig {
+                    api_token: NETSUITE_TOKEN.to_owned(),
+                    webhook_secret: NETSUITE_WEBHOOK_SECRET.to_owned(),
+                    ..config.clone()
+                })
+                .await?,
+            ),
+            None => None,
+        };
+
+        let (store, queue, backlog, governor) = open_backend(&options.backend, &options.queue).await?;
         let receivers = receivers_for(
             &rules,
             queue.clone(),
-            options.erp_connector.clone(),
-            business_central.is_some(),
+            storefront_format(&rules, &options.storefront_platform),
+            erp_format(
+                &rules,
+                options.erp_connector.clone(),
+                business_central.is_some(),
+                netsuite.is_some(),
+            ),
         );
         let receivers = ReceiverServer::start(options.receiver_port, receivers).await?;
-        storefront.set_webhook_url(Some(receivers.url("storefront")));
-        match &erpnext {
-            Some(erpnext) => erpnext.set_webhook_url(Some(receivers.url("erp"))),
-            None => erp.set_webhook_url(Some(receivers.url("erp"))),
+        let storefront_url = Some(receivers.url("storefront"));
+        match (&bigcommerce, &woocommerce) {
+            (Some(bigcommerce), _) => bigcommerce.set_webhook_url(storefront_url),
+            (_, Some(woocommerce)) => woocommerce.set_webhook_url(storefront_url),
+            (None, None) => storefront.set_webhook_url(storefront_url),
+        }
+        match (&erpnext, &netsuite) {
+            (Some(erpnext), _) => erpnext.set_webhook_url(Some(receivers.url("erp"))),
+            (_, Some(netsuite)) => netsuite.set_webhook_url(Some(receivers.url("erp"))),
+            (None, None) => erp.set_webhook_url(Some(receivers.url("erp"))),
         }
 
         let mut systems: BTreeMap<SystemId, Arc<dyn SystemClient>> = BTreeMap::new();
@@ -226,9 +323,12 @@ impl LocalStack {
                 base_url,
                 token: Secret::new(token),
                 location_id: None,
+                inventory_mode: Default::default(),
                 company_id: None,
                 integration: rules.integration.clone(),
                 connector_file: None,
+                concurrency_limit: None,
+                governor: None,
             };
             systems.insert(system, connection.client()?);
         }
@@ -259,11 +359,47 @@ impl LocalStack {
                 base_url: erpnext.base_url(),
                 token: Secret::new(format!("{ERPNEXT_API_KEY}:{ERPNEXT_API_SECRET}")),
                 location_id: None,
+                inventory_mode: Default::default(),
                 company_id: None,
                 integration: rules.integration.clone(),
                 connector_file: Some(connector.clone()),
+                concurrency_limit: None,
+                governor: None,
             };
             systems.insert(SystemId::new("erp"), connection.client()?);
+        }
+        if let Some(sandbox) = &netsuite {
+            let mut config = NetSuiteClientConfig::new(
+                "erp",
+                rules.integration.clone(),
+                sandbox.base_url(),
+                Secret::new(NETSUITE_TOKEN),
+            );
+            config.concurrency_limit = options.netsuite_concurrency_limit;
+            let client =
+                NetSuiteClient::new(config, governor.clone()).map_err(|source| connector_error("erp", source))?;
+            systems.insert(SystemId::new("erp"), Arc::new(client));
+        }
+        if let Some(sandbox) = &bigcommerce {
+            let config = BigCommerceClientConfig::new(
+                "storefront",
+                rules.integration.clone(),
+                sandbox.base_url(),
+                Secret::new(BIGCOMMERCE_TOKEN),
+            );
+            let client = BigCommerceClient::new(config).map_err(|source| connector_error("storefront", source))?;
+            systems.insert(SystemId::new("storefront"), Arc::new(client));
+        }
+        if let Some(sandbox) = &woocommerce {
+            let config = WooCommerceClientConfig::new(
+                "storefront",
+                rules.integration.clone(),
+                sandbox.base_url(),
+                Secret::new(WOOCOMMERCE_CONSUMER_KEY),
+                Secret::new(WOOCOMMERCE_CONSUMER_SECRET),
+            );
+            let client = WooCommerceClient::new(config).map_err(|source| connector_error("storefront", source))?;
+            systems.insert(SystemId::new("storefront"), Arc::new(client));
         }
         let reconciler = Reconciler::new(rules.clone(), store.clone(), systems);
         let activity = Arc::new(WorkerActivity::default());
@@ -292,6 +428,9 @@ impl LocalStack {
             erp,
             erpnext,
             business_central,
+            bigcommerce,
+            woocommerce,
+            netsuite,
             business_central_client,
             store,
             queue,
@@ -321,6 +460,15 @@ impl LocalStack {
             }
             if let Some(business_central) = &self.business_central {
                 business_central.wait_for_deliveries_idle().await;
+            }
+            if let Some(bigcommerce) = &self.bigcommerce {
+                bigcommerce.wait_for_deliveries_idle().await;
+            }
+            if let Some(woocommerce) = &self.woocommerce {
+                woocommerce.wait_for_deliveries_idle().await;
+            }
+            if let Some(netsuite) = &self.netsuite {
+                netsuite.wait_for_deliveries_idle().await;
             }
             let idle = self.pending().await == 0 && !self.activity.busy() && self.receivers.idle_for() >= quiet;
             if idle && self.activity.idle_for() >= quiet {
@@ -392,6 +540,15 @@ impl LocalStack {
         if let Some(erpnext) = &self.erpnext {
             erpnext.shutdown().await;
         }
+        if let Some(bigcommerce) = &self.bigcommerce {
+            bigcommerce.shutdown().await;
+        }
+        if let Some(woocommerce) = &self.woocommerce {
+            woocommerce.shutdown().await;
+        }
+        if let Some(netsuite) = &self.netsuite {
+            netsuite.shutdown().await;
+        }
     }
 }
 
@@ -421,14 +578,24 @@ impl Backlog {
     }
 }
 
-async fn open_backend(
-    backend: &Backend,
-    settings: &QueueSettings,
-) -> Result<(Arc<dyn RecordStore>, Arc<dyn Queue>, Backlog), LocalError> {
+/// The store, queue and concurrency governor of a backend, and the queue's backlog.
+type OpenedBackend = (
+    Arc<dyn RecordStore>,
+    Arc<dyn Queue>,
+    Backlog,
+    Arc<dyn ConcurrencyGovernor>,
+);
+
+async fn open_backend(backend: &Backend, settings: &QueueSettings) -> Result<OpenedBackend, LocalError> {
     match backend {
         Backend::Embedded => {
             let queue = Arc::new(EmbeddedQueue::new(settings.clone()));
-            Ok((Arc::new(EmbeddedStore::new()), queue.clone(), Backlog::Embedded(queue)))
+            Ok((
+                Arc::new(EmbeddedStore::new()),
+                queue.clone(),
+                Backlog::Embedded(queue),
+                Arc::new(EmbeddedGovernor::new()),
+            ))
         }
         Backend::Emulators {
             dynamodb_endpoint,
@@ -442,24 +609,56 @@ async fn open_backend(
             let queue_name = format!("fieldsync-local-{suffix}");
             let queue =
                 SqsQueue::create_fifo_pair(sqs, &queue_name, settings.max_receive_count, visibility_secs).await?;
-            Ok((Arc::new(store), Arc::new(queue.clone()), Backlog::Sqs(queue)))
+            let governor = Arc::new(store.governor());
+            Ok((Arc::new(store), Arc::new(queue.clone()), Backlog::Sqs(queue), governor))
         }
     }
 }
 
-/// Builds one receiver per side, as the two Lambda functions are configured.
-fn receivers_for(
+/// Wraps a connector's construction error as a configuration error of `system`.
+fn connector_error(system: &str, source: fieldsync_connectors::ConnectorError) -> LocalError {
+    LocalError::Config(fieldsync_lambda::config::ConfigError::Connector {
+        system: SystemId::new(system),
+        source,
+    })
+}
+
+/// Builds the webhook format of the storefront platform, with the demo's secrets.
+fn storefront_format(rules: &Rules, platform: &StorefrontPlatform) -> Arc<dyn fieldsync_core::WebhookFormat> {
+    let integration = rules.integration.clone();
+    let source = SystemId::new("storefront");
+    match platform {
+        StorefrontPlatform::Shopify => Arc::new(ShopifyFormat {
+            integration,
+            source,
+            secrets: vec![Secret::new(STOREFRONT_WEBHOOK_SECRET)],
+        }),
+        StorefrontPlatform::BigCommerce(_) => Arc::new(BigCommerceFormat::new(
+            integration,
+            source,
+            vec![Secret::new(BIGCOMMERCE_CLIENT_SECRET)],
+        )),
+        StorefrontPlatform::WooCommerce(_) => Arc::new(WooCommerceFormat::new(
+            integration,
+            source,
+            vec![Secret::new(WOOCOMMERCE_WEBHOOK_SECRET)],
+        )),
+    }
+}
+
+/// Builds the webhook format of the ERP platform, with the demo's secrets.
+fn erp_format(
     rules: &Rules,
-    queue: Arc<dyn Queue>,
     erp_connector: Option<Arc<ConnectorFile>>,
     business_central: bool,
-) -> BTreeMap<String, Receiver> {
-    let storefront = ShopifyFormat {
-        integration: rules.integration.clone(),
-        source: SystemId::new("storefront"),
-        secrets: vec![Secret::new(STOREFRONT_WEBHOOK_SECRET)],
-    };
-    let erp: Arc<dyn fieldsync_core::WebhookFormat> = match erp_connector {
+    netsuite: bool,
+) -> Arc<dyn fieldsync_core::WebhookFormat> {
+    match erp_connector {
+        _ if netsuite => Arc::new(NetSuiteFormat::new(
+            rules.integration.clone(),
+            SystemId::new("erp"),
+            vec![Secret::new(NETSUITE_WEBHOOK_SECRET)],
+        )),
         _ if business_central => Arc::new(BusinessCentralFormat::new(
             rules.integration.clone(),
             SystemId::new("erp"),
@@ -477,13 +676,22 @@ fn receivers_for(
             secrets: vec![Secret::new(ERP_WEBHOOK_SECRET)],
             tolerance: chrono::Duration::seconds(300),
         }),
-    };
+    }
+}
+
+/// Builds one receiver per side, as the two Lambda functions are configured.
+fn receivers_for(
+    rules: &Rules,
+    queue: Arc<dyn Queue>,
+    storefront: Arc<dyn fieldsync_core::WebhookFormat>,
+    erp: Arc<dyn fieldsync_core::WebhookFormat>,
+) -> BTreeMap<String, Receiver> {
     BTreeMap::from([
         (
             "storefront".to_owned(),
             Receiver {
                 integration: rules.integration.clone(),
-                format: Arc::new(storefront),
+                format: storefront,
                 queue: queue.clone(),
                 metrics: MetricsSink::Off,
             },
