@@ -66,9 +66,11 @@
 //! - A token bucket only approximates Business Central's 5-minute sliding window.
 
 mod api;
+mod documents;
 mod filter;
 mod model;
 mod notify;
+mod sales;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -80,6 +82,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use tokio::runtime::Handle;
 
+pub use documents::{Customer, CustomerEdit, OrderStatus, SalesOrder, SalesOrderLine};
 pub use model::{Item, ItemEdit, Subscription};
 
 pub use crate::erp::RateLimitConfig;
@@ -88,7 +91,7 @@ use crate::delivery::{new_uuid, Delivery, Dispatcher, RetryPolicy, RetryRule};
 use crate::erp::throttle::TokenBucket;
 use crate::error::SandboxError;
 use crate::server::RunningServer;
-use notify::{ChangeType, Slot};
+use notify::{ChangeType, Collection, Slot};
 
 /// The company id of a sandbox started with the default configuration.
 pub const DEFAULT_COMPANY_ID: &str = "11111111-2222-3333-4444-555555555555";
@@ -215,13 +218,17 @@ impl Forced429 {
     }
 }
 
-/// The sandbox's data: items by id, subscriptions by id with their unsent changes, and the
-/// counter behind every entity tag.
+/// The sandbox's data: items, customers and sales orders by id, subscriptions by id with their
+/// unsent changes, the counter behind every entity tag and the number series.
 #[derive(Debug, Default)]
 struct State {
     items: BTreeMap<String, Item>,
+    customers: BTreeMap<String, Customer>,
+    sales_orders: BTreeMap<String, SalesOrder>,
     subscriptions: BTreeMap<String, Slot>,
     last_version: u64,
+    last_customer_number: u64,
+    last_order_number: u64,
 }
 
 impl State {
@@ -238,6 +245,41 @@ impl State {
             .values()
             .find(|item| item.number == number)
             .map(|item| item.id.clone())
+    }
+
+    /// Finds a customer by number, compared in upper case like item numbers.
+    fn customer_id_by_number(&self, number: &str) -> Option<String> {
+        let number = number.to_uppercase();
+        self.customers
+            .values()
+            .find(|customer| customer.number == number)
+            .map(|customer| customer.id.clone())
+    }
+
+    /// Finds a sales order by its order number, compared in upper case.
+    fn sales_order_id_by_number(&self, number: &str) -> Option<String> {
+        let number = number.to_uppercase();
+        self.sales_orders
+            .values()
+            .find(|order| order.number == number)
+            .map(|order| order.id.clone())
+    }
+
+    /// Returns the next unused customer number of the sandbox's series, `C00001` onwards.
+    fn next_customer_number(&mut self) -> String {
+        loop {
+            self.last_customer_number += 1;
+            let number = format!("C{:05}", self.last_customer_number);
+            if self.customer_id_by_number(&number).is_none() {
+                return number;
+            }
+        }
+    }
+
+    /// Returns the next sales order number of the sandbox's series, `S-ORD101001` onwards.
+    fn next_order_number(&mut self) -> String {
+        self.last_order_number += 1;
+        format!("S-ORD{}", 101_000 + self.last_order_number)
     }
 
     /// Removes subscriptions whose expiration time has passed.
@@ -280,7 +322,27 @@ impl Shared {
 
     /// Returns the items collection path without a leading slash, as notifications write it.
     fn items_resource(&self) -> String {
-        format!("api/v2.0/companies({})/items", self.config.company_id)
+        self.collection_resource(Collection::Items)
+    }
+
+    /// Returns a collection's path without a leading slash, as notifications write it.
+    fn collection_resource(&self, collection: Collection) -> String {
+        format!("api/v2.0/companies({})/{}", self.config.company_id, collection.name())
+    }
+
+    /// Creates a customer with a new GUID and version from `edit`, stores it and returns it.
+    fn new_customer(state: &mut State, number: &str, edit: &CustomerEdit, now: DateTime<Utc>) -> Customer {
+        let mut customer = Customer {
+            id: new_uuid(),
+            number: number.to_uppercase(),
+            last_modified: now,
+            version: state.next_version(),
+            ..Customer::default()
+        };
+        edit.apply(&mut customer);
+        customer.number = number.to_uppercase();
+        state.customers.insert(customer.id.clone(), customer.clone());
+        customer
     }
 
     /// Creates an item with a new GUID and version.
@@ -352,7 +414,7 @@ impl BusinessCentralHandle {
                 item.last_modified = now;
                 state.items.insert(item.id.clone(), item.clone());
                 self.shared
-                    .record_change(&mut state, &item.id, ChangeType::Updated, now);
+                    .record_change(&mut state, Collection::Items, &item.id, ChangeType::Updated, now);
             }
             return item;
         }
@@ -360,7 +422,7 @@ impl BusinessCentralHandle {
         edit.apply(&mut item);
         state.items.insert(item.id.clone(), item.clone());
         self.shared
-            .record_change(&mut state, &item.id, ChangeType::Created, now);
+            .record_change(&mut state, Collection::Items, &item.id, ChangeType::Created, now);
         item
     }
 
@@ -408,7 +470,7 @@ impl BusinessCentralHandle {
                 id: number.to_owned(),
             })?;
         self.shared
-            .record_change(&mut state, &removed.id, ChangeType::Deleted, Utc::now());
+            .record_change(&mut state, Collection::Items, &removed.id, ChangeType::Deleted, Utc::now());
         Ok(removed)
     }
 
@@ -424,6 +486,120 @@ impl BusinessCentralHandle {
         let mut items: Vec<Item> = self.shared.lock_state().items.values().cloned().collect();
         items.sort_by(|left, right| left.number.cmp(&right.number));
         items
+    }
+
+    /// Returns the path to subscribe to for customer changes: `/api/v2.0/companies(<id>)/customers`.
+    pub fn customers_resource(&self) -> String {
+        format!("/{}", self.shared.collection_resource(Collection::Customers))
+    }
+
+    /// Returns the path to subscribe to for sales order changes:
+    /// `/api/v2.0/companies(<id>)/salesOrders`.
+    pub fn sales_orders_resource(&self) -> String {
+        format!("/{}", self.shared.collection_resource(Collection::SalesOrders))
+    }
+
+    /// Creates or edits the customer `number` as a person in Business Central would, and notifies
+    /// `created` or, if a value changed, `updated`. A number in `edit` is ignored.
+    pub fn upsert_customer_as_user(&self, number: &str, edit: CustomerEdit) -> Customer {
+        let edit = CustomerEdit { number: None, ..edit };
+        let mut state = self.shared.lock_state();
+        let now = Utc::now();
+        let existing = state
+            .customer_id_by_number(number)
+            .and_then(|id| state.customers.get(&id).cloned());
+        if let Some(mut customer) = existing {
+            if edit.apply(&mut customer) {
+                customer.version = state.next_version();
+                customer.last_modified = now;
+                state.customers.insert(customer.id.clone(), customer.clone());
+                self.shared
+                    .record_change(&mut state, Collection::Customers, &customer.id, ChangeType::Updated, now);
+            }
+            return customer;
+        }
+        let customer = Shared::new_customer(&mut state, number, &edit, now);
+        self.shared
+            .record_change(&mut state, Collection::Customers, &customer.id, ChangeType::Created, now);
+        customer
+    }
+
+    /// Returns a snapshot of the customer `number`.
+    pub fn customer(&self, number: &str) -> Option<Customer> {
+        let state = self.shared.lock_state();
+        let id = state.customer_id_by_number(number)?;
+        state.customers.get(&id).cloned()
+    }
+
+    /// Returns a snapshot of every customer, by number.
+    pub fn customers(&self) -> Vec<Customer> {
+        let mut customers: Vec<Customer> = self.shared.lock_state().customers.values().cloned().collect();
+        customers.sort_by(|left, right| left.number.cmp(&right.number));
+        customers
+    }
+
+    /// Sets the status of the sales order `number` (such as `S-ORD101001`) as a person in
+    /// Business Central would, and notifies `updated` if it changed.
+    pub fn set_order_status_as_user(&self, number: &str, status: OrderStatus) -> Result<SalesOrder, SandboxError> {
+        self.edit_order_as_user(number, |order| order.status = status)
+    }
+
+    /// Releases the sales order `number` for warehouse handling, as the Release action does.
+    pub fn release_order_as_user(&self, number: &str) -> Result<SalesOrder, SandboxError> {
+        self.set_order_status_as_user(number, OrderStatus::Released)
+    }
+
+    /// Ships every line of the sales order `number`, as posting its shipment does: the order is
+    /// released and `fullyShipped` becomes true.
+    pub fn ship_order_as_user(&self, number: &str) -> Result<SalesOrder, SandboxError> {
+        self.edit_order_as_user(number, |order| {
+            order.status = OrderStatus::Released;
+            order.fully_shipped = true;
+        })
+    }
+
+    fn edit_order_as_user(&self, number: &str, edit: impl FnOnce(&mut SalesOrder)) -> Result<SalesOrder, SandboxError> {
+        let mut state = self.shared.lock_state();
+        let mut order = state
+            .sales_order_id_by_number(number)
+            .and_then(|id| state.sales_orders.get(&id).cloned())
+            .ok_or_else(|| SandboxError::NotFound {
+                kind: "sales order",
+                id: number.to_owned(),
+            })?;
+        let before = order.clone();
+        edit(&mut order);
+        if order != before {
+            let now = Utc::now();
+            order.version = state.next_version();
+            order.last_modified = now;
+            state.sales_orders.insert(order.id.clone(), order.clone());
+            self.shared
+                .record_change(&mut state, Collection::SalesOrders, &order.id, ChangeType::Updated, now);
+        }
+        Ok(order)
+    }
+
+    /// Returns a snapshot of the sales order `number`.
+    pub fn sales_order(&self, number: &str) -> Option<SalesOrder> {
+        let state = self.shared.lock_state();
+        let id = state.sales_order_id_by_number(number)?;
+        state.sales_orders.get(&id).cloned()
+    }
+
+    /// Returns a snapshot of the first sales order, by number, whose `externalDocumentNumber` is
+    /// `external`.
+    pub fn sales_order_by_external(&self, external: &str) -> Option<SalesOrder> {
+        self.sales_orders()
+            .into_iter()
+            .find(|order| order.external_document_number == external)
+    }
+
+    /// Returns a snapshot of every sales order, by number.
+    pub fn sales_orders(&self) -> Vec<SalesOrder> {
+        let mut orders: Vec<SalesOrder> = self.shared.lock_state().sales_orders.values().cloned().collect();
+        orders.sort_by(|left, right| left.number.cmp(&right.number));
+        orders
     }
 
     /// Returns a snapshot of every live subscription, by id.
