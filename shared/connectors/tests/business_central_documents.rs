@@ -239,7 +239,11 @@ struct Proxy {
 
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let method = request.method().clone();
-    let path_and_query = request.uri().path_and_query().map(|value| value.as_str().to_owned()).unwrap_or_default();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|value| value.as_str().to_owned())
+        .unwrap_or_default();
     let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap();
     let is_patch = method == axum::http::Method::PATCH;

@@ -259,9 +259,7 @@ impl BusinessCentralClient {
         lookups: &[(&str, &str)],
     ) -> Result<Option<Wire>, SystemError> {
         if let Some(id) = &write.target_id {
-            return self
-                .get_entity(&write.record, self.entity_url(collection, id)?)
-                .await;
+            return self.get_entity(&write.record, self.entity_url(collection, id)?).await;
         }
         for (property, value) in lookups {
             if let Some(found) = self.find_by(&write.record, collection, property, value).await? {
@@ -414,8 +412,13 @@ impl BusinessCentralClient {
         let mut body = parts.header.clone();
         body.insert("externalDocumentNumber", string(&record.key));
         let lines: Vec<String> = parts.lines.iter().flatten().map(Line::json).collect();
-        let lines = RawValue::from_string(format!("[{}]", lines.join(",")))
-            .map_err(|error| rejected(self.system(), record, format!("order lines are not valid JSON: {error}")))?;
+        let lines = RawValue::from_string(format!("[{}]", lines.join(","))).map_err(|error| {
+            rejected(
+                self.system(),
+                record,
+                format!("order lines are not valid JSON: {error}"),
+            )
+        })?;
         body.insert("salesOrderLines", lines);
         self.create(record, Collection::SalesOrders, render(&body)).await
     }

@@ -17,10 +17,10 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::filter::Filter;
 use super::documents::{customer_json, sales_order_json};
-use super::model::{item_json, subscription_json, BodyError, Item, ItemWrite, Subscription, SubscriptionWrite};
+use super::filter::Filter;
 use super::filter::Filterable;
+use super::model::{item_json, subscription_json, BodyError, Item, ItemWrite, Subscription, SubscriptionWrite};
 use super::notify::{handshake, subscribed_collection, ChangeType, Collection, Slot};
 use super::sales;
 use super::Shared;
@@ -77,14 +77,29 @@ pub(super) fn not_found(what: &str) -> Response {
 enum Target {
     Companies,
     Company(String),
-    Items { company: String },
-    Item { company: String, item: String },
+    Items {
+        company: String,
+    },
+    Item {
+        company: String,
+        item: String,
+    },
     /// `customers` or `salesOrders` of a company.
-    Documents { company: String, collection: Collection },
+    Documents {
+        company: String,
+        collection: Collection,
+    },
     /// One customer or sales order.
-    Document { company: String, collection: Collection, id: String },
+    Document {
+        company: String,
+        collection: Collection,
+        id: String,
+    },
     /// The lines of one sales order: `salesOrders({id})/salesOrderLines`.
-    OrderLines { company: String, order: String },
+    OrderLines {
+        company: String,
+        order: String,
+    },
     Subscriptions,
     Subscription(String),
 }
@@ -119,11 +134,13 @@ fn parse_target(path: &str) -> Option<Target> {
             company: owned(company),
             collection,
         }),
-        [("companies", Some(company)), (name, Some(id))] => document_collection(name).map(|collection| Target::Document {
-            company: owned(company),
-            collection,
-            id: owned(id),
-        }),
+        [("companies", Some(company)), (name, Some(id))] => {
+            document_collection(name).map(|collection| Target::Document {
+                company: owned(company),
+                collection,
+                id: owned(id),
+            })
+        }
         [("companies", Some(company)), ("salesOrders", Some(order)), ("salesOrderLines", None)] => {
             Some(Target::OrderLines {
                 company: owned(company),
@@ -413,7 +430,14 @@ struct Page {
 fn list_items(shared: &Shared, request: &ApiRequest) -> Response {
     let state = shared.lock_state();
     let items: Vec<&Item> = state.items.values().collect();
-    list_page(shared, request, Collection::Items, items, |item| &item.number, |item| item_json(item, None))
+    list_page(
+        shared,
+        request,
+        Collection::Items,
+        items,
+        |item| &item.number,
+        |item| item_json(item, None),
+    )
 }
 
 /// Lists entities of a collection by `number`, filtered, one page at a time. `$skiptoken` is the
@@ -450,7 +474,11 @@ pub(super) fn list_page<T: Filterable>(
                 query.push_str(&format!("{option}={}&", percent_encode(text)));
             }
         }
-        format!("{}/{path}?{query}$skiptoken={}", request.base, percent_encode(number(last)))
+        format!(
+            "{}/{path}?{query}$skiptoken={}",
+            request.base,
+            percent_encode(number(last))
+        )
     });
     let page = Page {
         context: format!(

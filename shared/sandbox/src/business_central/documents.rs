@@ -192,6 +192,10 @@ pub(crate) fn customer_json(customer: &Customer, context: Option<&str>) -> Box<R
 }
 
 /// The status of a sales order, as the API's `status` member writes it.
+///
+/// NOTE: `Open` and `Released` are values of the base application's Sales Document Status enum.
+/// `Draft` and `In Review` are the API's own texts as integrators report them; no reference page
+/// opened for this sandbox lists them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OrderStatus {
     Draft,
@@ -425,8 +429,9 @@ impl OrderWrite {
                 }
                 "orderDate" => {
                     let date = text(&name, &raw, usize::MAX)?;
-                    let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-                        .map_err(|_| invalid(format!("Cannot convert '{date}' of property 'orderDate' to Edm.Date.")))?;
+                    let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| {
+                        invalid(format!("Cannot convert '{date}' of property 'orderDate' to Edm.Date."))
+                    })?;
                     write.order_date = Some(date);
                 }
                 "customerId" => write.customer_id = Some(text(&name, &raw, 36)?.to_ascii_lowercase()),
@@ -438,7 +443,12 @@ impl OrderWrite {
                     let lines = rows.iter().map(|row| LineWrite::parse(row)).collect::<Result<_, _>>()?;
                     write.lines = Some(lines);
                 }
-                "id" | "number" | "customerName" | "status" | "fullyShipped" | "totalAmountIncludingTax"
+                "id"
+                | "number"
+                | "customerName"
+                | "status"
+                | "fullyShipped"
+                | "totalAmountIncludingTax"
                 | "lastModifiedDateTime" => return Err(read_only(&name)),
                 _ => return Err(unknown(&name, "salesOrder")),
             }

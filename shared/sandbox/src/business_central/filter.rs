@@ -11,7 +11,6 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-
 /// A comparison operator of `$filter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Operator {

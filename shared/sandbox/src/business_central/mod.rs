@@ -1,11 +1,13 @@
-//! A Microsoft Dynamics 365 Business Central stand-in: the API v2.0 `items` entity and webhook
-//! `subscriptions` of one company.
+//! A Microsoft Dynamics 365 Business Central stand-in: the API v2.0 `items`, `customers` and
+//! `salesOrders` entities and webhook `subscriptions` of one company.
 //!
 //! The sandbox's base URL plays `https://api.businesscentral.dynamics.com/v2.0/{tenant}/{environment}`,
 //! so the API is under `{base}/api/v2.0`. Facts about Business Central below come from Microsoft's
-//! API v2.0 reference ("Working with webhooks", the `items` and `subscriptions` pages, "Error
-//! codes"), the "Operational limits for Business Central online" page and the "Work with API
-//! limits" training module, as published in 2024-2026.
+//! API v2.0 reference ("Working with webhooks", the `items`, `customer`, `salesOrder`,
+//! `salesOrderLine` and `subscriptions` pages, "Error codes"), the "Operational limits for
+//! Business Central online" page, the "Work with API limits" training module, Arend-Jan
+//! Kauffmann's article "Deep insert with Business Central APIs" (2020), and the Sales Document
+//! Status enum of the base application, as published in 2020-2026.
 //!
 //! # Covered
 //!
@@ -28,6 +30,33 @@
 //!     ones (`id`, `inventory`, `lastModifiedDateTime`) 400 `BadRequest_InvalidOperation`, and
 //!     money given as a string 400 `BadRequest`.
 //!   - `DELETE items({id})` (204), with `If-Match` checked when given.
+//! - Customers under `companies({companyId})/customers`: `id`, `number` (upper case, unique;
+//!   `C00001` onwards from the sandbox's number series when a POST leaves it out), `displayName`,
+//!   `type` (always `Person`), `addressLine1`, `addressLine2`, `city`, `state`, `country`,
+//!   `postalCode`, `phoneNumber`, `email`, `lastModifiedDateTime` and `@odata.etag`. `GET` (list
+//!   and by id), `POST` (201, 400 `Internal_EntityWithSameKeyExists` on a duplicate number),
+//!   `PATCH` and `DELETE` follow the item rules for `If-Match`, read-only and unknown members.
+//!   `$filter` takes `id`, `number`, `displayName`, `email`, `phoneNumber` and
+//!   `lastModifiedDateTime`.
+//! - Sales orders under `companies({companyId})/salesOrders`: `id`, `number` (`S-ORD101001`
+//!   onwards, read-only), `externalDocumentNumber` (35 characters, not unique, as in Business
+//!   Central), `orderDate`, `customerId`, `customerNumber`, `customerName`, `email`, `status`
+//!   (`Draft`, `In Review`, `Open` or `Released`; read-only, new orders are `Open`),
+//!   `fullyShipped`, `totalAmountIncludingTax` (the sum of quantity times unit price, since the
+//!   sandbox computes no tax), `lastModifiedDateTime` and `@odata.etag`.
+//!   - `$expand=salesOrderLines` on `GET salesOrders` and `GET salesOrders({id})` adds the lines;
+//!     `GET salesOrders({id})/salesOrderLines` lists them. Lines show `id`, `documentId`,
+//!     `sequence` (10000, 20000, …), `itemId`, `lineType` (`Item`), `lineObjectNumber` (the item
+//!     number), `description`, `quantity` and `unitPrice`, numbers with their exact digits.
+//!   - `POST salesOrders` needs `customerId` or `customerNumber` of an existing customer and takes
+//!     the lines in the same request as a `salesOrderLines` array (deep insert). A line names its
+//!     item by `itemId` or `lineObjectNumber`; without `unitPrice` it takes the item's unit price
+//!     and without `description` the item's display name. An unknown customer or item gets 400
+//!     and nothing is created.
+//!   - `PATCH salesOrders({id})` changes header members with `If-Match` as for items; lines in a
+//!     PATCH body get 400, and a `Released` order rejects every change with 400.
+//!   - `$filter` takes `id`, `number`, `externalDocumentNumber`, `customerNumber`, `email`,
+//!     `status` and `lastModifiedDateTime`.
 //! - Subscriptions under `/api/v2.0/subscriptions`: `POST`, `GET` (list and
 //!   `subscriptions('{id}')`), `PATCH` (renewal, `If-Match` required like items) and `DELETE`.
 //!   `POST` and `PATCH` first run the handshake: a `POST` to
@@ -36,15 +65,17 @@
 //!   otherwise the request gets 400 and nothing changes. A subscription lives
 //!   [`BusinessCentralConfig::subscription_lifetime`] (three days in Business Central) from its
 //!   creation or last renewal; once expired it is gone (404) and gets no notifications.
-//!   Only the items collection of the configured company can be subscribed to.
-//! - Notifications for every item change, through the API (fieldsync's own writes included) or a
-//!   handle method that plays a person. Changes are collected per subscription for
+//!   The `items`, `customers` and `salesOrders` collections of the configured company can be
+//!   subscribed to, one collection per subscription.
+//! - Notifications for every change of an item, customer or sales order, through the API
+//!   (fieldsync's own writes included) or a handle method that plays a person, to the
+//!   subscriptions of that collection. Changes are collected per subscription for
 //!   [`BusinessCentralConfig::notification_delay`] after the first one (30 s in Business Central),
-//!   merged per item, and posted as `{"value":[…]}` entries with `changeType` `created`,
-//!   `updated` or `deleted` and the item's resource. A batch of more than
-//!   [`BusinessCentralConfig::collection_threshold`] items (1,000 in Business Central) is sent
-//!   as one `collection` entry whose resource is the items collection with a
-//!   `$filter=lastModifiedDateTime gt …` that selects the changed items. Connection errors,
+//!   merged per entity, and posted as `{"value":[…]}` entries with `changeType` `created`,
+//!   `updated` or `deleted` and the entity's resource. A batch of more than
+//!   [`BusinessCentralConfig::collection_threshold`] entities (1,000 in Business Central) is sent
+//!   as one `collection` entry whose resource is the collection with a
+//!   `$filter=lastModifiedDateTime gt …` that selects the changed entities. Connection errors,
 //!   timeouts, 408, 429 and 5xx are retried with backoff; any other status deletes the
 //!   subscription without retrying, as Business Central does.
 //! - A request token bucket (by default 6,000 requests per 5 minutes, Business Central's limit per
@@ -54,10 +85,18 @@
 //!
 //! # Not covered
 //!
-//! - Other entities (customers, sales documents), `$select`, `$expand`, `$top`, `$skip`,
-//!   `$orderby`, `$batch`, `or`/`not` and functions in `$filter`, and `If-None-Match`.
+//! - Other entities (vendors, sales quotes, invoices, shipments), `$select`, `$top`, `$skip`,
+//!   `$orderby`, `$batch`, `$expand` of anything but `salesOrderLines`, `or`/`not` and functions
+//!   in `$filter`, and `If-None-Match`.
 //! - Item properties other than the six above (type, blocked, GTIN, unit cost, tax and posting
 //!   groups, units of measure).
+//! - Customer properties other than those above (blocked, credit limit, tax and posting groups,
+//!   currency, payment terms) and the check Business Central makes on the email format.
+//! - Sales order lines other than `Item` lines, line `POST`, `PATCH` and `DELETE`, discounts,
+//!   taxes, currencies, shipping and billing addresses, and the `shipAndInvoice` and release
+//!   actions: a person releases or ships an order through the handle.
+//! - Business Central's number series settings: customer numbers given in a POST are always
+//!   accepted, as with a series that allows manual numbers.
 //! - Several subscriptions sharing one notification URL get one POST each; Business Central may
 //!   put their entries into one POST.
 //! - Business Central's 36-hour retry schedule: retries follow [`RetryPolicy`].
@@ -469,8 +508,13 @@ impl BusinessCentralHandle {
                 kind: "item",
                 id: number.to_owned(),
             })?;
-        self.shared
-            .record_change(&mut state, Collection::Items, &removed.id, ChangeType::Deleted, Utc::now());
+        self.shared.record_change(
+            &mut state,
+            Collection::Items,
+            &removed.id,
+            ChangeType::Deleted,
+            Utc::now(),
+        );
         Ok(removed)
     }
 
@@ -513,14 +557,24 @@ impl BusinessCentralHandle {
                 customer.version = state.next_version();
                 customer.last_modified = now;
                 state.customers.insert(customer.id.clone(), customer.clone());
-                self.shared
-                    .record_change(&mut state, Collection::Customers, &customer.id, ChangeType::Updated, now);
+                self.shared.record_change(
+                    &mut state,
+                    Collection::Customers,
+                    &customer.id,
+                    ChangeType::Updated,
+                    now,
+                );
             }
             return customer;
         }
         let customer = Shared::new_customer(&mut state, number, &edit, now);
-        self.shared
-            .record_change(&mut state, Collection::Customers, &customer.id, ChangeType::Created, now);
+        self.shared.record_change(
+            &mut state,
+            Collection::Customers,
+            &customer.id,
+            ChangeType::Created,
+            now,
+        );
         customer
     }
 

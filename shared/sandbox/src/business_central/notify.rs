@@ -99,9 +99,9 @@ pub(crate) fn subscribed_collection(resource: &str, company_id: &str) -> Option<
         _ => resource,
     };
     let path = path.trim_start_matches('/').trim_end_matches('/');
-    Collection::ALL
-        .into_iter()
-        .find(|collection| path.eq_ignore_ascii_case(&format!("api/v2.0/companies({company_id})/{}", collection.name())))
+    Collection::ALL.into_iter().find(|collection| {
+        path.eq_ignore_ascii_case(&format!("api/v2.0/companies({company_id})/{}", collection.name()))
+    })
 }
 
 /// Sends the validation handshake: a POST with an empty body to

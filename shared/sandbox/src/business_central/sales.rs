@@ -12,8 +12,8 @@ use super::api::{
     ApiRequest, Precondition,
 };
 use super::documents::{
-    customer_json, line_json, sales_order_json, Customer, CustomerEdit, LineWrite, OrderStatus, OrderWrite,
-    SalesOrder, SalesOrderLine,
+    customer_json, line_json, sales_order_json, Customer, CustomerEdit, LineWrite, OrderStatus, OrderWrite, SalesOrder,
+    SalesOrderLine,
 };
 use super::model::BodyError;
 use super::notify::{ChangeType, Collection};
@@ -143,7 +143,13 @@ fn order_response(shared: &Shared, request: &ApiRequest, status: StatusCode, ord
     entity_response(status, &json, &order.etag())
 }
 
-fn with_location(mut response: Response, shared: &Shared, request: &ApiRequest, collection: Collection, id: &str) -> Response {
+fn with_location(
+    mut response: Response,
+    shared: &Shared,
+    request: &ApiRequest,
+    collection: Collection,
+    id: &str,
+) -> Response {
     let location = format!("{}/{}({id})", request.base, shared.collection_resource(collection));
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -174,7 +180,13 @@ fn create_customer(shared: &Arc<Shared>, request: &ApiRequest) -> Response {
     edit.number = Some(number.clone());
     let now = Utc::now();
     let customer = Shared::new_customer(&mut state, &number, &edit, now);
-    shared.record_change(&mut state, Collection::Customers, &customer.id, ChangeType::Created, now);
+    shared.record_change(
+        &mut state,
+        Collection::Customers,
+        &customer.id,
+        ChangeType::Created,
+        now,
+    );
     drop(state);
 
     let response = customer_response(shared, request, StatusCode::CREATED, &customer);
@@ -194,7 +206,10 @@ fn patch_customer(shared: &Arc<Shared>, id: &str, request: &ApiRequest) -> Respo
         Err(error) => return body_error(&error),
     };
     if let Some(number) = &edit.number {
-        if state.customer_id_by_number(number).is_some_and(|other| other != customer.id) {
+        if state
+            .customer_id_by_number(number)
+            .is_some_and(|other| other != customer.id)
+        {
             return duplicate_customer(number);
         }
     }
@@ -203,7 +218,13 @@ fn patch_customer(shared: &Arc<Shared>, id: &str, request: &ApiRequest) -> Respo
         customer.version = state.next_version();
         customer.last_modified = now;
         state.customers.insert(customer.id.clone(), customer.clone());
-        shared.record_change(&mut state, Collection::Customers, &customer.id, ChangeType::Updated, now);
+        shared.record_change(
+            &mut state,
+            Collection::Customers,
+            &customer.id,
+            ChangeType::Updated,
+            now,
+        );
     }
     drop(state);
     customer_response(shared, request, StatusCode::OK, &customer)
@@ -249,7 +270,11 @@ fn order_lines(state: &State, lines: &[LineWrite]) -> Result<Vec<SalesOrderLine>
             }
         };
         let Some(item) = item else {
-            let named = line.item_id.as_deref().or(line.line_object_number.as_deref()).unwrap_or_default();
+            let named = line
+                .item_id
+                .as_deref()
+                .or(line.line_object_number.as_deref())
+                .unwrap_or_default();
             return Err(BodyError {
                 code: "BadRequest_NotFound",
                 message: format!("The item '{named}' does not exist."),
