@@ -29,7 +29,7 @@ fn receiver(queue: Arc<EmbeddedQueue>) -> Receiver {
     }
 }
 
-/// One notification entry in the shape Business Central posts.
+/// Builds one notification entry in the shape Business Central posts.
 fn entry(subscription: &str, resource: &str, change_type: &str, time: &str) -> serde_json::Value {
     serde_json::json!({
         "subscriptionId": subscription,

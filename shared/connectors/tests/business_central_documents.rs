@@ -391,7 +391,8 @@ async fn customer_collection_notice_reads_changed_customers() {
     assert_eq!(field(&changes[0], "name"), &Wire::Text("Ada".to_owned()));
 }
 
-/// A notification endpoint that answers the validation handshake and records notification bodies.
+/// A notification endpoint that returns the validation token of a handshake and records
+/// notification bodies.
 #[derive(Clone, Default)]
 struct Endpoint {
     bodies: Arc<Mutex<Vec<Bytes>>>,

@@ -7,11 +7,11 @@
 //!
 //! Sales orders are keyed by `externalDocumentNumber`, where fieldsync writes the record key (the
 //! storefront order id) when it creates the order. An order without one was made in Business
-//! Central and maps to no record, so it is skipped. `email` is `email`, `customerNumber` is
-//! `customer` (the customer's record key, as fieldsync creates customers with that number), and
-//! the `Item` lines of `salesOrderLines` are `lines` in the canonical shape
-//! `{sku, quantity, unit_price}`: `lineObjectNumber` is the SKU and both numbers are written as
-//! their shortest decimal text. Status mapping: `status` is `fulfilled` when `fullyShipped` is
+//! Central and maps to no record, so it is skipped. `email` is `email`. `customerNumber` is
+//! `customer`, the customer's record key, because fieldsync creates customers with that number.
+//! The `Item` lines of `salesOrderLines` are `lines` in the canonical shape
+//! `{sku, quantity, unit_price}`, with `lineObjectNumber` as the SKU and both numbers as their
+//! shortest decimal text. Status mapping: `status` is `fulfilled` when `fullyShipped` is
 //! true. Otherwise the change set carries no status, because Draft, In Review, Open and Released
 //! all mean the order is still placed. `totalAmountIncludingTax` is not read as `total`, because
 //! Business Central computes it from its own prices and taxes, and `total` is the storefront's.
@@ -32,10 +32,10 @@ use crate::json::{decimal_number, string};
 /// A request body whose members are already JSON text.
 type Body = BTreeMap<&'static str, Box<RawValue>>;
 
-/// Canonical order fields that are not written to a sales order: `total` and `status` are
-/// read-only there (Business Central computes the total from the lines, and the status changes
-/// through the Release and posting actions), and `number`, `financial_status`, `note` and `quote`
-/// have no member on the API v2.0 sales order.
+/// Canonical order fields that are not written to a sales order. `total` and `status` are
+/// read-only there: Business Central computes the total from the lines, and the status changes
+/// through the Release and posting actions. `number`, `financial_status`, `note` and `quote` have
+/// no member on the API v2.0 sales order.
 const ORDER_FIELDS_NOT_WRITTEN: &[&str] = &["number", "total", "status", "financial_status", "note", "quote"];
 
 /// Reads a customer's record key and canonical fields.
@@ -148,7 +148,7 @@ fn decimal(wire: Option<&Wire>) -> Option<Decimal> {
     }
 }
 
-/// Reads canonical lines (`[{sku, quantity, unit_price}]`); the error names the first invalid line.
+/// Reads canonical lines (`[{sku, quantity, unit_price}]`). The error names the first invalid line.
 fn lines_of(wire: &Wire) -> Result<Vec<Line>, String> {
     wire.items()
         .iter()
@@ -250,8 +250,8 @@ fn id_and_etag(system: &SystemId, entity: &Wire, kind: &str) -> Result<(String, 
 }
 
 impl BusinessCentralClient {
-    /// Reads the entity a write targets: by its id when fieldsync knows it, else by `lookups`,
-    /// the property/value pairs tried in order.
+    /// Reads the entity a write targets: by the write's target id when it has one, else by
+    /// `lookups`, the property/value pairs tried in order.
     async fn existing(
         &self,
         write: &OutboundWrite,

@@ -38,12 +38,13 @@
 //!   `PATCH` and `DELETE` follow the item rules for `If-Match`, read-only and unknown members.
 //!   `$filter` takes `id`, `number`, `displayName`, `email`, `phoneNumber` and
 //!   `lastModifiedDateTime`.
-//! - Sales orders under `companies({companyId})/salesOrders`: `id`, `number` (`S-ORD101001`
-//!   onwards, read-only), `externalDocumentNumber` (35 characters, not unique, as in Business
-//!   Central), `orderDate`, `customerId`, `customerNumber`, `customerName`, `email`, `status`
-//!   (`Draft`, `In Review`, `Open` or `Released`; read-only, new orders are `Open`),
-//!   `fullyShipped`, `totalAmountIncludingTax` (the sum of quantity times unit price, since the
-//!   sandbox computes no tax), `lastModifiedDateTime` and `@odata.etag`.
+//! - Sales orders under `companies({companyId})/salesOrders` have these members: `id`, `number`
+//!   (`S-ORD101001` onwards, read-only), `externalDocumentNumber` (35 characters, not unique, as
+//!   in Business Central), `orderDate`, `customerId`, `customerNumber`, `customerName`, `email`,
+//!   `status`, `fullyShipped`, `totalAmountIncludingTax`, `lastModifiedDateTime` and
+//!   `@odata.etag`. The read-only `status` is `Draft`, `In Review`, `Open` or `Released`, and new
+//!   orders are `Open`. `totalAmountIncludingTax` is the sum of quantity times unit price,
+//!   because the sandbox computes no tax.
 //!   - `$expand=salesOrderLines` on `GET salesOrders` and `GET salesOrders({id})` adds the lines;
 //!     `GET salesOrders({id})/salesOrderLines` lists them. Lines show `id`, `documentId`,
 //!     `sequence` (10000, 20000, …), `itemId`, `lineType` (`Item`), `lineObjectNumber` (the item
