@@ -53,11 +53,11 @@ pub struct BusinessCentralConfig {
     pub integration: String,
     /// The environment's API root, `https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>`.
     pub base_url: String,
-    /// The company whose items are synced.
+    /// The company whose items, customers and sales orders are synced.
     pub company_id: String,
     /// An OAuth access token for the API.
     pub access_token: Secret,
-    /// Item writes attempted per call when the item keeps changing (HTTP 412).
+    /// Writes attempted per call when the entity keeps changing (HTTP 412).
     pub max_conflict_attempts: u32,
     /// How far before a `collection` notice's time the read of changed items starts, because
     /// the notice's time is that of the batch and not of its oldest change.
