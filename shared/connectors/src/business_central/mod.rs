@@ -1,13 +1,16 @@
-//! Reads and writes Business Central items through API v2.0.
+//! Reads and writes Business Central items, customers and sales orders through API v2.0.
 //!
 //! Business Central's notifications are thin, so [`BusinessCentralClient::fetch`] reads what a
-//! notice names: one item (`GET …/items(<id>)`), or, for a `collection` notice, the items changed
-//! since shortly before the notice (`$filter=lastModifiedDateTime gt …`), following
-//! `@odata.nextLink` pages. A deleted item is not read. Each item becomes a change set keyed by
-//! its `number`, with `displayName` as `name`, `unitPrice` as `price`, `inventory` and
-//! `displayName2` as `meta_title`, and the item's `lastModifiedDateTime` as its time.
+//! notice names: one entity (`GET …/items(<id>)`, `customers(<id>)`, `salesOrders(<id>)`), or, for
+//! a `collection` notice, the entities changed since shortly before the notice
+//! (`$filter=lastModifiedDateTime gt …`), following `@odata.nextLink` pages. Sales orders are read
+//! with `$expand=salesOrderLines`. A deleted entity is not read. The collection named in the
+//! resource decides the mapping, and the notice's entity type names the record. Each item becomes
+//! a change set keyed by its `number`, with `displayName` as `name`, `unitPrice` as `price`,
+//! `inventory` and `displayName2` as `meta_title`, and the item's `lastModifiedDateTime` as its
+//! time. Customers and sales orders are mapped in [`documents`].
 //!
-//! Writes read the item for its `@odata.etag` and send the PATCH with `If-Match`. A 412 means a
+//! Item writes read the item for its `@odata.etag` and send the PATCH with `If-Match`. A 412 means a
 //! user changed the item in between, so the client reads it again and retries, up to
 //! [`BusinessCentralConfig::max_conflict_attempts`] times. Retrying is safe because writes carry
 //! absolute values. The user's change arrives as its own notification to be decided. A
@@ -18,6 +21,7 @@
 //! [`SystemError::RateLimited`] with the server's `Retry-After`.
 
 mod budget;
+mod documents;
 mod subscriptions;
 
 use std::collections::BTreeMap;
@@ -49,11 +53,11 @@ pub struct BusinessCentralConfig {
     pub integration: String,
     /// The environment's API root, `https://api.businesscentral.dynamics.com/v2.0/<tenant>/<environment>`.
     pub base_url: String,
-    /// The company whose items are synced.
+    /// The company whose items, customers and sales orders are synced.
     pub company_id: String,
     /// An OAuth access token for the API.
     pub access_token: Secret,
-    /// Item writes attempted per call when the item keeps changing (HTTP 412).
+    /// Writes attempted per call when the entity keeps changing (HTTP 412).
     pub max_conflict_attempts: u32,
     /// How far before a `collection` notice's time the read of changed items starts, because
     /// the notice's time is that of the batch and not of its oldest change.
@@ -86,7 +90,51 @@ impl BusinessCentralConfig {
     }
 }
 
-/// A Business Central API v2.0 client for items.
+/// A collection of a company that fieldsync reads, writes and subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Collection {
+    /// `items`, synced as products.
+    Items,
+    /// `customers`.
+    Customers,
+    /// `salesOrders`, read with their `salesOrderLines`.
+    SalesOrders,
+}
+
+impl Collection {
+    /// Every collection the client maps.
+    pub const ALL: [Self; 3] = [Self::Items, Self::Customers, Self::SalesOrders];
+
+    /// Returns the collection's name in API paths.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Items => "items",
+            Self::Customers => "customers",
+            Self::SalesOrders => "salesOrders",
+        }
+    }
+
+    /// Returns the entity type the default notification format gives the collection:
+    /// `product`, `customer` or `order`.
+    pub fn entity(self) -> &'static str {
+        match self {
+            Self::Items => "product",
+            Self::Customers => "customer",
+            Self::SalesOrders => "order",
+        }
+    }
+
+    /// Returns the collection a resource path names, such as `…/salesOrders(<id>)` or
+    /// `…/customers?$filter=…`, or `None` for another collection.
+    pub fn of_resource(resource: &str) -> Option<Self> {
+        let path = resource.split_once('?').map_or(resource, |(path, _)| path);
+        let segment = path.trim_end_matches('/').rsplit('/').next()?;
+        let name = segment.split_once('(').map_or(segment, |(name, _)| name);
+        Self::ALL.into_iter().find(|collection| collection.name() == name)
+    }
+}
+
+/// A Business Central API v2.0 client for items, customers and sales orders.
 #[derive(Debug, Clone)]
 pub struct BusinessCentralClient {
     config: BusinessCentralConfig,
@@ -121,7 +169,12 @@ impl BusinessCentralClient {
 
     /// Returns the company's items collection path, relative to the API root.
     fn items_path(&self) -> String {
-        format!("api/v2.0/companies({})/items", self.config.company_id)
+        self.collection_path(Collection::Items)
+    }
+
+    /// Returns a collection path of the company, relative to the API root.
+    fn collection_path(&self, collection: Collection) -> String {
+        format!("api/v2.0/companies({})/{}", self.config.company_id, collection.name())
     }
 
     fn url(&self, relative: &str) -> Result<reqwest::Url, SystemError> {
@@ -188,8 +241,8 @@ impl BusinessCentralClient {
         Err(status_error(self.system(), record, status, &headers, message))
     }
 
-    /// Reads one item, or `None` when it does not exist.
-    async fn get_item(&self, record: &RecordKey, url: reqwest::Url) -> Result<Option<Wire>, SystemError> {
+    /// Reads one entity, or `None` when it does not exist.
+    async fn get_entity(&self, record: &RecordKey, url: reqwest::Url) -> Result<Option<Wire>, SystemError> {
         let reply = self.send(record, Method::GET, url, None, None).await?;
         if reply.status == StatusCode::NOT_FOUND {
             return Ok(None);
@@ -199,17 +252,47 @@ impl BusinessCentralClient {
 
     /// Finds an item by number.
     async fn find_item(&self, record: &RecordKey, number: &str) -> Result<Option<Wire>, SystemError> {
-        let mut url = self.url(&self.items_path())?;
-        let literal = number.replace('\'', "''");
-        url.query_pairs_mut()
-            .append_pair("$filter", &format!("number eq '{literal}'"));
-        let reply = self.send(record, Method::GET, url, None, None).await?;
-        let page = parse(self.system(), &reply.body)?;
-        Ok(page.get("value").and_then(|items| items.items().first().cloned()))
+        self.find_by(record, Collection::Items, "number", number).await
     }
 
-    /// Reads every item the collection filter returns, page by page.
-    async fn list_items(&self, notice: &Notice, since: DateTime<Utc>) -> Result<Vec<Wire>, SystemError> {
+    /// Finds the first entity of `collection` whose text `property` equals `value`. Sales orders
+    /// come with their lines.
+    async fn find_by(
+        &self,
+        record: &RecordKey,
+        collection: Collection,
+        property: &str,
+        value: &str,
+    ) -> Result<Option<Wire>, SystemError> {
+        let mut url = self.url(&self.collection_path(collection))?;
+        // OData doubles a single quote inside a string literal.
+        let literal = value.replace('\'', "''");
+        url.query_pairs_mut()
+            .append_pair("$filter", &format!("{property} eq '{literal}'"));
+        if collection == Collection::SalesOrders {
+            url.query_pairs_mut().append_pair("$expand", ORDER_LINES);
+        }
+        let reply = self.send(record, Method::GET, url, None, None).await?;
+        let page = parse(self.system(), &reply.body)?;
+        Ok(page.get("value").and_then(|found| found.items().first().cloned()))
+    }
+
+    /// Returns the URL of one entity, with its lines for a sales order.
+    fn entity_url(&self, collection: Collection, id: &str) -> Result<reqwest::Url, SystemError> {
+        let mut url = self.url(&format!("{}({id})", self.collection_path(collection)))?;
+        if collection == Collection::SalesOrders {
+            url.query_pairs_mut().append_pair("$expand", ORDER_LINES);
+        }
+        Ok(url)
+    }
+
+    /// Reads every entity the collection filter returns, page by page.
+    async fn list_changed(
+        &self,
+        notice: &Notice,
+        collection: Collection,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Wire>, SystemError> {
         let placeholder = RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), "collection");
         let mut url = self.url(&notice.resource)?;
         // Business Central names the collection with its own filter, starting just before the
@@ -219,6 +302,9 @@ impl BusinessCentralClient {
                 "$filter",
                 &format!("lastModifiedDateTime gt {}", since.format("%Y-%m-%dT%H:%M:%S%.3fZ")),
             );
+        }
+        if collection == Collection::SalesOrders {
+            url.query_pairs_mut().append_pair("$expand", ORDER_LINES);
         }
         let mut items = Vec::new();
         loop {
@@ -245,27 +331,34 @@ impl BusinessCentralClient {
         }
     }
 
-    /// Turns an item into the change set of its record.
-    fn change(&self, notice: &Notice, item: &Wire) -> Option<ChangeSet> {
-        let number = item.get("number").and_then(Wire::as_key)?;
-        let mut fields = BTreeMap::new();
-        for (member, field) in ITEM_FIELDS {
-            if let Some(value) = item.get(member) {
-                fields.insert(FieldName::new(*field), value.clone());
+    /// Turns an entity of `collection` into the change set of its record.
+    fn change(&self, notice: &Notice, collection: Collection, entity: &Wire) -> Option<ChangeSet> {
+        let (key, fields) = match collection {
+            Collection::Items => {
+                let number = entity.get("number").and_then(Wire::as_key)?;
+                let mut fields = BTreeMap::new();
+                for (member, field) in ITEM_FIELDS {
+                    if let Some(value) = entity.get(member) {
+                        fields.insert(FieldName::new(*field), value.clone());
+                    }
+                }
+                (number, fields)
             }
-        }
-        let occurred_at = item
+            Collection::Customers => documents::customer_fields(entity)?,
+            Collection::SalesOrders => documents::order_fields(entity)?,
+        };
+        let occurred_at = entity
             .get("lastModifiedDateTime")
             .and_then(Wire::as_text)
             .and_then(parse_offset_time)
             .unwrap_or(notice.occurred_at);
         Some(ChangeSet {
-            record: RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), number),
+            record: RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), key),
             source: self.system().clone(),
             event_id: notice.event_id.clone(),
             occurred_at,
             received_at: notice.received_at,
-            external_id: item.get("id").and_then(Wire::as_key),
+            external_id: entity.get("id").and_then(Wire::as_key),
             fields,
         })
     }
@@ -278,7 +371,7 @@ impl BusinessCentralClient {
             attempt += 1;
             let existing = match &write.target_id {
                 Some(id) => {
-                    self.get_item(record, self.url(&format!("{}({id})", self.items_path()))?)
+                    self.get_entity(record, self.url(&format!("{}({id})", self.items_path()))?)
                         .await?
                 }
                 None => self.find_item(record, &record.key).await?,
@@ -329,6 +422,9 @@ impl BusinessCentralClient {
         })
     }
 }
+
+/// The navigation property that carries a sales order's lines.
+const ORDER_LINES: &str = "salesOrderLines";
 
 /// Item members read into canonical fields.
 const ITEM_FIELDS: &[(&str, &str)] = &[
@@ -391,14 +487,16 @@ fn error_message(body: &[u8]) -> Option<String> {
 #[async_trait]
 impl SystemClient for BusinessCentralClient {
     async fn write(&self, write: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
-        if write.record.entity.as_str() != "product" {
-            return Err(rejected(
+        match write.record.entity.as_str() {
+            "product" => self.write_item(write).await,
+            "customer" => self.write_customer(write).await,
+            "order" => self.write_order(write).await,
+            other => Err(rejected(
                 self.system(),
                 &write.record,
-                format!("{} records are not synced to Business Central", write.record.entity),
-            ));
+                format!("{other} records are not synced to Business Central"),
+            )),
         }
-        self.write_item(write).await
     }
 
     async fn fetch(&self, notice: &Notice) -> Result<Vec<ChangeSet>, SystemError> {
@@ -412,21 +510,33 @@ impl SystemClient for BusinessCentralClient {
             );
             return Ok(Vec::new());
         }
-        let items = match notice.kind {
+        let Some(collection) = Collection::of_resource(&notice.resource) else {
+            tracing::warn!(
+                resource = notice.resource,
+                event_id = notice.event_id,
+                "notice names a collection the client does not map; dropped without a request"
+            );
+            return Ok(Vec::new());
+        };
+        let entities = match notice.kind {
             NoticeKind::Deleted => return Ok(Vec::new()),
             NoticeKind::Collection => {
                 let since = notice.occurred_at - self.config.collection_lookback;
-                self.list_items(notice, since).await?
+                self.list_changed(notice, collection, since).await?
             }
             NoticeKind::Created | NoticeKind::Updated => {
                 let placeholder = RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), "?");
-                self.get_item(&placeholder, self.url(&notice.resource)?)
-                    .await?
-                    .into_iter()
-                    .collect()
+                let mut url = self.url(&notice.resource)?;
+                if collection == Collection::SalesOrders {
+                    url.query_pairs_mut().append_pair("$expand", ORDER_LINES);
+                }
+                self.get_entity(&placeholder, url).await?.into_iter().collect()
             }
         };
-        Ok(items.iter().filter_map(|item| self.change(notice, item)).collect())
+        Ok(entities
+            .iter()
+            .filter_map(|entity| self.change(notice, collection, entity))
+            .collect())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Business Central webhook subscriptions: create, renew, list.
 //!
-//! A subscription expires three days after it was created or last renewed, and Business Central
+//! A subscription covers one collection (`items`, `customers` or `salesOrders`) and expires three
+//! days after it was created or last renewed, and Business Central
 //! deletes it early after a 4xx response from the receiver. [`ensure_subscription`] renews fieldsync's
 //! subscription when it exists and creates it again when it is gone. The caller then catches up
 //! on what changed while it was missing, because Business Central keeps no backlog.
@@ -11,7 +12,7 @@ use fieldsync_core::ports::SystemError;
 use fieldsync_core::{RecordKey, Wire};
 use reqwest::{Method, StatusCode};
 
-use super::{parse, render, BusinessCentralClient};
+use super::{parse, render, BusinessCentralClient, Collection};
 use crate::json::string;
 
 /// A subscription as Business Central reports it.
@@ -118,7 +119,27 @@ impl BusinessCentralClient {
     /// Returns the items collection of the configured company, the resource to subscribe to,
     /// with the leading slash of Business Central's own examples.
     pub fn items_resource(&self) -> String {
-        format!("/{}", self.items_path())
+        self.collection_resource(Collection::Items)
+    }
+
+    /// Returns a collection of the configured company as the resource to subscribe to, with the
+    /// leading slash of Business Central's own examples.
+    pub fn collection_resource(&self, collection: Collection) -> String {
+        format!("/{}", self.collection_path(collection))
+    }
+
+    /// Renews the subscription to `collection` that notifies `notification_url`, or creates it
+    /// when it is missing. Business Central subscribes to one collection per subscription, so
+    /// items, customers and sales orders each need their own.
+    pub async fn ensure_collection_subscription(
+        &self,
+        collection: Collection,
+        notification_url: &str,
+        client_state: &str,
+    ) -> Result<Ensured, SystemError> {
+        let resource = self.collection_resource(collection);
+        self.ensure_subscription(notification_url, &resource, client_state)
+            .await
     }
 }
 

@@ -274,4 +274,47 @@ mod tests {
             Some(("items", Some("abc")))
         );
     }
+
+    #[test]
+    fn customer_and_sales_order_notifications_become_notices() {
+        let body = r#"{"value":[
+            {"subscriptionId":"sub-c","clientState":"cs-OLD","resource":"api/v2.0/companies(11111111-2222-3333-4444-555555555555)/customers(c1)","changeType":"created","lastModifiedDateTime":"2025-06-01T08:00:00Z"},
+            {"subscriptionId":"sub-o","clientState":"cs-OLD","resource":"api/v2.0/companies(11111111-2222-3333-4444-555555555555)/salesOrders(o1)","changeType":"updated","lastModifiedDateTime":"2025-06-01T08:00:01Z"}
+        ]}"#;
+        let Normalized::Notices(notices) = format(&["cs-OLD"]).normalize(&request(body, &[])).unwrap() else {
+            panic!("expected notices");
+        };
+        assert_eq!(notices.len(), 2);
+        assert_eq!(notices[0].entity, EntityType::new("customer"));
+        assert_eq!(notices[0].kind, NoticeKind::Created);
+        assert!(notices[0].resource.ends_with("/customers(c1)"));
+        assert_eq!(notices[1].entity, EntityType::new("order"));
+        assert_eq!(notices[1].kind, NoticeKind::Updated);
+        assert!(notices[1].resource.ends_with("/salesOrders(o1)"));
+        assert_ne!(notices[0].event_id, notices[1].event_id);
+    }
+
+    #[test]
+    fn sales_order_collection_notice_keeps_filter() {
+        let body = r#"{"value":[{"subscriptionId":"sub-o","clientState":"cs-OLD","resource":"/api/v2.0/companies(11111111-2222-3333-4444-555555555555)/salesOrders?$filter=lastModifiedDateTime%20gt%202025-06-01T07:59:59.999Z","changeType":"collection","lastModifiedDateTime":"2025-06-01T08:00:02Z"}]}"#;
+        let Normalized::Notices(notices) = format(&["cs-OLD"]).normalize(&request(body, &[])).unwrap() else {
+            panic!("expected notices");
+        };
+        assert_eq!(notices[0].entity, EntityType::new("order"));
+        assert_eq!(notices[0].kind, NoticeKind::Collection);
+        assert!(notices[0].resource.contains("salesOrders?$filter="));
+    }
+
+    #[test]
+    fn collection_left_out_of_configuration_is_ignored() {
+        let mut format = format(&["cs-OLD"]);
+        format.entities.remove("salesOrders");
+        let body = NOTIFICATION.replace("/items(", "/salesOrders(");
+        assert_eq!(
+            format.normalize(&request(&body, &[])).unwrap(),
+            Normalized::Ignored {
+                topic: "salesOrders".to_owned()
+            }
+        );
+    }
 }

@@ -17,9 +17,12 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::filter::ItemFilter;
+use super::documents::{customer_json, sales_order_json};
+use super::filter::Filter;
+use super::filter::Filterable;
 use super::model::{item_json, subscription_json, BodyError, Item, ItemWrite, Subscription, SubscriptionWrite};
-use super::notify::{handshake, is_items_resource, ChangeType, Slot};
+use super::notify::{handshake, subscribed_collection, ChangeType, Collection, Slot};
+use super::sales;
 use super::Shared;
 use crate::delivery::new_uuid;
 use crate::erp::throttle::retry_after_secs;
@@ -35,16 +38,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 const ODATA_JSON: &str = "application/json; odata.metadata=minimal";
 
 /// Builds an OData error response: `{"error":{"code","message"}}`.
-fn odata_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(super) fn odata_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = serde_json::json!({"error": {"code": code, "message": message.into()}});
     json_response(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 
-fn body_error(error: &BodyError) -> Response {
+pub(super) fn body_error(error: &BodyError) -> Response {
     odata_error(StatusCode::BAD_REQUEST, error.code, error.message.clone())
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response
         .headers_mut()
@@ -53,7 +56,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// Builds a single-entity response with the entity's `ETag` header.
-fn entity_response(status: StatusCode, json: &RawValue, etag: &str) -> Response {
+pub(super) fn entity_response(status: StatusCode, json: &RawValue, etag: &str) -> Response {
     let mut response = json_response(status, json.get().as_bytes().to_vec());
     if let Ok(etag) = HeaderValue::from_str(etag) {
         response.headers_mut().insert(header::ETAG, etag);
@@ -61,7 +64,7 @@ fn entity_response(status: StatusCode, json: &RawValue, etag: &str) -> Response 
     response
 }
 
-fn not_found(what: &str) -> Response {
+pub(super) fn not_found(what: &str) -> Response {
     odata_error(
         StatusCode::NOT_FOUND,
         "BadRequest_NotFound",
@@ -74,8 +77,29 @@ fn not_found(what: &str) -> Response {
 enum Target {
     Companies,
     Company(String),
-    Items { company: String },
-    Item { company: String, item: String },
+    Items {
+        company: String,
+    },
+    Item {
+        company: String,
+        item: String,
+    },
+    /// `customers` or `salesOrders` of a company.
+    Documents {
+        company: String,
+        collection: Collection,
+    },
+    /// One customer or sales order.
+    Document {
+        company: String,
+        collection: Collection,
+        id: String,
+    },
+    /// The lines of one sales order: `salesOrders({id})/salesOrderLines`.
+    OrderLines {
+        company: String,
+        order: String,
+    },
     Subscriptions,
     Subscription(String),
 }
@@ -106,8 +130,33 @@ fn parse_target(path: &str) -> Option<Target> {
             company: owned(company),
             item: owned(item),
         }),
+        [("companies", Some(company)), (name, None)] => document_collection(name).map(|collection| Target::Documents {
+            company: owned(company),
+            collection,
+        }),
+        [("companies", Some(company)), (name, Some(id))] => {
+            document_collection(name).map(|collection| Target::Document {
+                company: owned(company),
+                collection,
+                id: owned(id),
+            })
+        }
+        [("companies", Some(company)), ("salesOrders", Some(order)), ("salesOrderLines", None)] => {
+            Some(Target::OrderLines {
+                company: owned(company),
+                order: owned(order),
+            })
+        }
         [("subscriptions", None)] => Some(Target::Subscriptions),
         [("subscriptions", Some(id))] => Some(Target::Subscription(owned(id))),
+        _ => None,
+    }
+}
+
+fn document_collection(name: &str) -> Option<Collection> {
+    match name {
+        "customers" => Some(Collection::Customers),
+        "salesOrders" => Some(Collection::SalesOrders),
         _ => None,
     }
 }
@@ -173,11 +222,11 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 /// The parts of a request every `/api/v2.0` handler may need.
-struct ApiRequest {
-    base: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Bytes,
+pub(super) struct ApiRequest {
+    pub(super) base: String,
+    pub(super) query: BTreeMap<String, String>,
+    pub(super) headers: HeaderMap,
+    pub(super) body: Bytes,
 }
 
 async fn api(
@@ -213,12 +262,12 @@ async fn api(
     };
     if let Some(option) = query
         .keys()
-        .find(|name| name.starts_with('$') && !matches!(name.as_str(), "$filter" | "$skiptoken"))
+        .find(|name| name.starts_with('$') && !matches!(name.as_str(), "$filter" | "$skiptoken" | "$expand"))
     {
         return odata_error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            format!("The query option {option} is not supported by the sandbox; use $filter."),
+            format!("The query option {option} is not supported by the sandbox; use $filter or $expand."),
         );
     }
     let Some(target) = parse_target(&path) else {
@@ -239,6 +288,9 @@ async fn api(
 
 async fn route(shared: &Arc<Shared>, method: Method, target: Target, request: ApiRequest) -> Response {
     let company_id = shared.config.company_id.to_ascii_lowercase();
+    if let Some(rejection) = sales::check_expand(target_expands(&target), &request) {
+        return rejection;
+    }
     match (&target, &method) {
         (Target::Companies, &Method::GET) => companies(shared, &request, None),
         (Target::Company(company), &Method::GET) => companies(shared, &request, Some(company)),
@@ -248,6 +300,13 @@ async fn route(shared: &Arc<Shared>, method: Method, target: Target, request: Ap
         (Target::Item { item, .. }, &Method::GET) => get_item(shared, item, &request),
         (Target::Item { item, .. }, &Method::PATCH) => patch_item(shared, item, &request),
         (Target::Item { item, .. }, &Method::DELETE) => delete_item(shared, item, &request),
+        (
+            Target::Documents { company, .. } | Target::Document { company, .. } | Target::OrderLines { company, .. },
+            _,
+        ) if *company != company_id => not_found("company"),
+        (Target::Documents { collection, .. }, _) => sales::route_collection(shared, &method, *collection, &request),
+        (Target::Document { collection, id, .. }, _) => sales::route_entity(shared, &method, *collection, id, &request),
+        (Target::OrderLines { order, .. }, &Method::GET) => sales::list_order_lines(shared, order, &request),
         (Target::Subscriptions, &Method::GET) => list_subscriptions(shared, &request),
         (Target::Subscriptions, &Method::POST) => create_subscription(shared, &request).await,
         (Target::Subscription(id), &Method::GET) => get_subscription(shared, id, &request),
@@ -261,15 +320,29 @@ async fn route(shared: &Arc<Shared>, method: Method, target: Target, request: Ap
     }
 }
 
+/// Tells whether a target takes `$expand=salesOrderLines`.
+fn target_expands(target: &Target) -> bool {
+    matches!(
+        target,
+        Target::Documents {
+            collection: Collection::SalesOrders,
+            ..
+        } | Target::Document {
+            collection: Collection::SalesOrders,
+            ..
+        }
+    )
+}
+
 /// The outcome of evaluating `If-Match` against an entity's tag.
-enum Precondition {
+pub(super) enum Precondition {
     Passed,
     Missing,
     Failed,
 }
 
 /// Evaluates `If-Match`: `*` or the exact current tag passes.
-fn if_match(headers: &HeaderMap, etag: &str) -> Precondition {
+pub(super) fn if_match(headers: &HeaderMap, etag: &str) -> Precondition {
     let Some(value) = headers.get(header::IF_MATCH).and_then(|value| value.to_str().ok()) else {
         return Precondition::Missing;
     };
@@ -288,7 +361,7 @@ fn missing_if_match() -> Response {
     )
 }
 
-fn entity_changed() -> Response {
+pub(super) fn entity_changed() -> Response {
     odata_error(
         StatusCode::PRECONDITION_FAILED,
         "Request_EntityChanged",
@@ -297,7 +370,7 @@ fn entity_changed() -> Response {
 }
 
 /// Checks a required `If-Match` and returns the rejection when it does not pass.
-fn require_if_match(headers: &HeaderMap, etag: &str) -> Option<Response> {
+pub(super) fn require_if_match(headers: &HeaderMap, etag: &str) -> Option<Response> {
     match if_match(headers, etag) {
         Precondition::Passed => None,
         Precondition::Missing => Some(missing_if_match()),
@@ -346,7 +419,7 @@ fn item_response(shared: &Shared, request: &ApiRequest, status: StatusCode, item
 }
 
 #[derive(Serialize)]
-struct Collection {
+struct Page {
     #[serde(rename = "@odata.context")]
     context: String,
     value: Vec<Box<RawValue>>,
@@ -354,53 +427,74 @@ struct Collection {
     next_link: Option<String>,
 }
 
-/// Lists items by `number`, filtered, one page at a time. `$skiptoken` is the number of the last
-/// item of the previous page, so a page never repeats or skips an item that existed before it.
 fn list_items(shared: &Shared, request: &ApiRequest) -> Response {
+    let state = shared.lock_state();
+    let items: Vec<&Item> = state.items.values().collect();
+    list_page(
+        shared,
+        request,
+        Collection::Items,
+        items,
+        |item| &item.number,
+        |item| item_json(item, None),
+    )
+}
+
+/// Lists entities of a collection by `number`, filtered, one page at a time. `$skiptoken` is the
+/// number of the last entity of the previous page, so a page never repeats or skips an entity
+/// that existed before it.
+pub(super) fn list_page<T: Filterable>(
+    shared: &Shared,
+    request: &ApiRequest,
+    collection: Collection,
+    entities: Vec<&T>,
+    number: impl Fn(&T) -> &str,
+    json: impl Fn(&T) -> Box<RawValue>,
+) -> Response {
     let filter_text = request.query.get("$filter");
-    let filter = match filter_text.map(|text| ItemFilter::parse(text)).transpose() {
+    let filter = match filter_text.map(|text| Filter::parse::<T>(text)).transpose() {
         Ok(filter) => filter.unwrap_or_default(),
         Err(error) => return odata_error(StatusCode::BAD_REQUEST, "BadRequest", error.to_string()),
     };
     let after = request.query.get("$skiptoken");
 
-    let state = shared.lock_state();
-    let mut matching: Vec<&Item> = state
-        .items
-        .values()
-        .filter(|item| filter.matches(item))
-        .filter(|item| after.is_none_or(|after| item.number.as_str() > after.as_str()))
+    let mut matching: Vec<&T> = entities
+        .into_iter()
+        .filter(|entity| filter.matches(*entity))
+        .filter(|entity| after.is_none_or(|after| number(entity) > after.as_str()))
         .collect();
-    matching.sort_by(|left, right| left.number.cmp(&right.number));
+    matching.sort_by(|left, right| number(left).cmp(number(right)));
 
     let page_size = shared.config.page_size.max(1);
+    let path = shared.collection_resource(collection);
     let next_link = matching.get(page_size).and(matching.get(page_size - 1)).map(|last| {
-        let filter = filter_text
-            .map(|text| format!("$filter={}&", percent_encode(text)))
-            .unwrap_or_default();
+        let mut query = String::new();
+        for option in ["$filter", "$expand"] {
+            if let Some(text) = request.query.get(option) {
+                query.push_str(&format!("{option}={}&", percent_encode(text)));
+            }
+        }
         format!(
-            "{}?{filter}$skiptoken={}",
-            items_url(shared, request),
-            percent_encode(&last.number)
+            "{}/{path}?{query}$skiptoken={}",
+            request.base,
+            percent_encode(number(last))
         )
     });
-    let collection = Collection {
+    let page = Page {
         context: format!(
-            "{}/api/v2.0/$metadata#companies({})/items",
-            request.base, shared.config.company_id
+            "{}/api/v2.0/$metadata#companies({})/{}",
+            request.base,
+            shared.config.company_id,
+            collection.name()
         ),
-        value: matching
-            .iter()
-            .take(page_size)
-            .map(|item| item_json(item, None))
-            .collect(),
+        value: matching.iter().take(page_size).map(|entity| json(entity)).collect(),
         next_link,
     };
-    json_response(StatusCode::OK, serde_json::to_vec(&collection).unwrap_or_default())
+    json_response(StatusCode::OK, serde_json::to_vec(&page).unwrap_or_default())
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(text: &str) -> String {
+pub(super) fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
@@ -421,7 +515,7 @@ fn get_item(shared: &Shared, id: &str, request: &ApiRequest) -> Response {
 }
 
 /// Business Central stores `Code` fields such as the item number in upper case.
-fn code(number: &str) -> String {
+pub(super) fn code(number: &str) -> String {
     number.to_uppercase()
 }
 
@@ -455,7 +549,7 @@ fn create_item(shared: &Arc<Shared>, request: &ApiRequest) -> Response {
     let mut item = Shared::new_item(&mut state, &number, now);
     write.apply(&mut item);
     state.items.insert(item.id.clone(), item.clone());
-    shared.record_change(&mut state, &item.id, ChangeType::Created, now);
+    shared.record_change(&mut state, Collection::Items, &item.id, ChangeType::Created, now);
     drop(state);
 
     let mut response = item_response(shared, request, StatusCode::CREATED, &item);
@@ -490,7 +584,7 @@ fn patch_item(shared: &Arc<Shared>, id: &str, request: &ApiRequest) -> Response 
         item.version = state.next_version();
         item.last_modified = now;
         state.items.insert(item.id.clone(), item.clone());
-        shared.record_change(&mut state, &item.id, ChangeType::Updated, now);
+        shared.record_change(&mut state, Collection::Items, &item.id, ChangeType::Updated, now);
     }
     drop(state);
     item_response(shared, request, StatusCode::OK, &item)
@@ -505,7 +599,7 @@ fn delete_item(shared: &Arc<Shared>, id: &str, request: &ApiRequest) -> Response
         return entity_changed();
     }
     state.items.remove(id);
-    shared.record_change(&mut state, id, ChangeType::Deleted, Utc::now());
+    shared.record_change(&mut state, Collection::Items, id, ChangeType::Deleted, Utc::now());
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -527,8 +621,10 @@ fn unsupported_resource(shared: &Shared, resource: &str) -> Response {
         StatusCode::BAD_REQUEST,
         "BadRequest",
         format!(
-            "The resource '{resource}' cannot be subscribed to; the sandbox supports /{} only.",
-            shared.items_resource()
+            "The resource '{resource}' cannot be subscribed to; the sandbox supports /{}, /{} and /{} only.",
+            shared.collection_resource(Collection::Items),
+            shared.collection_resource(Collection::Customers),
+            shared.collection_resource(Collection::SalesOrders)
         ),
     )
 }
@@ -555,7 +651,7 @@ async fn create_subscription(shared: &Arc<Shared>, request: &ApiRequest) -> Resp
             "Fields 'notificationUrl' and 'resource' must not be blank or empty.",
         );
     };
-    if !is_items_resource(&resource, &shared.config.company_id) {
+    if subscribed_collection(&resource, &shared.config.company_id).is_none() {
         return unsupported_resource(shared, &resource);
     }
 
@@ -592,7 +688,7 @@ fn live_subscription(shared: &Shared, id: &str) -> Option<Subscription> {
 fn list_subscriptions(shared: &Shared, request: &ApiRequest) -> Response {
     let mut state = shared.lock_state();
     state.drop_expired(Utc::now());
-    let collection = Collection {
+    let collection = Page {
         context: format!("{}/api/v2.0/$metadata#subscriptions", request.base),
         value: state
             .subscriptions
@@ -626,7 +722,7 @@ async fn renew_subscription(shared: &Arc<Shared>, id: &str, request: &ApiRequest
     };
     let notification_url = write.notification_url.unwrap_or(current.notification_url);
     let resource = write.resource.unwrap_or(current.resource);
-    if !is_items_resource(&resource, &shared.config.company_id) {
+    if subscribed_collection(&resource, &shared.config.company_id).is_none() {
         return unsupported_resource(shared, &resource);
     }
 
@@ -678,6 +774,9 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
     struct SandboxState {
         company_id: String,
         items: Vec<Box<RawValue>>,
+        customers: Vec<Box<RawValue>>,
+        #[serde(rename = "salesOrders")]
+        sales_orders: Vec<Box<RawValue>>,
         subscriptions: Vec<serde_json::Value>,
         api_request_count: u64,
         throttled_count: u64,
@@ -701,6 +800,16 @@ async fn state(State(shared): State<Arc<Shared>>) -> Response {
     let view = SandboxState {
         company_id: shared.config.company_id.clone(),
         items: items.into_iter().map(|item| item_json(item, None)).collect(),
+        customers: state
+            .customers
+            .values()
+            .map(|customer| customer_json(customer, None))
+            .collect(),
+        sales_orders: state
+            .sales_orders
+            .values()
+            .map(|order| sales_order_json(order, None, true))
+            .collect(),
         subscriptions,
         api_request_count: shared.api_requests.load(Ordering::SeqCst),
         throttled_count: shared.throttled.load(Ordering::SeqCst),
@@ -731,6 +840,14 @@ mod tests {
             Some(Target::Subscription("abc123".to_owned()))
         );
         assert_eq!(parse_target("customers"), None);
+        assert_eq!(
+            parse_target(&format!("companies({company})/salesOrders(ABC)/salesOrderLines")),
+            Some(Target::OrderLines {
+                company: company.to_owned(),
+                order: "abc".to_owned()
+            })
+        );
+        assert_eq!(parse_target(&format!("companies({company})/vendors")), None);
     }
 
     #[test]

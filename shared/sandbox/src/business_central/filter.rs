@@ -1,5 +1,5 @@
-//! The subset of OData v4 `$filter` the sandbox evaluates on items: comparisons of one property
-//! with a literal, joined by `and`.
+//! The subset of OData v4 `$filter` the sandbox evaluates on items, customers and sales orders:
+//! comparisons of one property with a literal, joined by `and`.
 //!
 //! Literals follow OData v4: strings in single quotes (a quote inside is doubled), and
 //! date-times, GUIDs and numbers unquoted, such as
@@ -10,8 +10,6 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-
-use super::model::Item;
 
 /// A comparison operator of `$filter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,20 +47,47 @@ impl Operator {
     }
 }
 
-/// One comparison: an item property, an operator and a typed literal.
+/// The literal type of a filterable property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A string in single quotes, compared exactly.
+    Text,
+    /// An unquoted GUID, compared without regard to case.
+    Guid,
+    /// An unquoted number.
+    Decimal,
+    /// An unquoted date-time with an offset.
+    DateTime,
+}
+
+/// A property value of an entity, as a comparison reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Comparison {
-    Id(Operator, String),
-    Number(Operator, String),
-    DisplayName(Operator, String),
-    UnitPrice(Operator, Decimal),
-    Inventory(Operator, Decimal),
-    LastModified(Operator, DateTime<Utc>),
+pub(crate) enum Value {
+    Text(String),
+    Decimal(Decimal),
+    DateTime(DateTime<Utc>),
+}
+
+/// An entity whose properties `$filter` can compare.
+pub(crate) trait Filterable {
+    /// The properties `$filter` accepts, with the type of their literals.
+    const PROPERTIES: &'static [(&'static str, Kind)];
+
+    /// Returns the value of one of [`Self::PROPERTIES`]. A GUID is returned in lower case.
+    fn property(&self, name: &str) -> Option<Value>;
+}
+
+/// One comparison: a property, an operator and a typed literal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Comparison {
+    property: &'static str,
+    operator: Operator,
+    literal: Value,
 }
 
 /// A parsed `$filter`: every comparison must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct ItemFilter {
+pub(crate) struct Filter {
     comparisons: Vec<Comparison>,
 }
 
@@ -71,25 +96,27 @@ pub(crate) struct ItemFilter {
 #[error("invalid $filter: {0}")]
 pub(crate) struct FilterError(String);
 
-impl ItemFilter {
-    /// Parses a `$filter` value as decoded from the query string.
-    pub(crate) fn parse(text: &str) -> Result<Self, FilterError> {
+impl Filter {
+    /// Parses a `$filter` value, as decoded from the query string, against the properties of
+    /// the entity `T`.
+    pub(crate) fn parse<T: Filterable>(text: &str) -> Result<Self, FilterError> {
         let comparisons = split_and(text)?
             .into_iter()
-            .map(parse_comparison)
+            .map(parse_comparison::<T>)
             .collect::<Result<_, _>>()?;
         Ok(Self { comparisons })
     }
 
-    /// Tells whether `item` passes every comparison.
-    pub(crate) fn matches(&self, item: &Item) -> bool {
-        self.comparisons.iter().all(|comparison| match comparison {
-            Comparison::Id(op, id) => op.holds(item.id.to_ascii_lowercase().cmp(id)),
-            Comparison::Number(op, number) => op.holds(item.number.as_str().cmp(number)),
-            Comparison::DisplayName(op, name) => op.holds(item.display_name.as_str().cmp(name)),
-            Comparison::UnitPrice(op, amount) => op.holds(item.unit_price.cmp(amount)),
-            Comparison::Inventory(op, amount) => op.holds(item.inventory.cmp(amount)),
-            Comparison::LastModified(op, time) => op.holds(item.last_modified.cmp(time)),
+    /// Tells whether `entity` passes every comparison.
+    pub(crate) fn matches<T: Filterable>(&self, entity: &T) -> bool {
+        self.comparisons.iter().all(|comparison| {
+            let ordering = match (entity.property(comparison.property), &comparison.literal) {
+                (Some(Value::Text(value)), Value::Text(literal)) => value.as_str().cmp(literal.as_str()),
+                (Some(Value::Decimal(value)), Value::Decimal(literal)) => value.cmp(literal),
+                (Some(Value::DateTime(value)), Value::DateTime(literal)) => value.cmp(literal),
+                _ => return false,
+            };
+            comparison.operator.holds(ordering)
         })
     }
 }
@@ -134,7 +161,7 @@ fn strip_brackets(text: &str) -> &str {
     text
 }
 
-fn parse_comparison(text: &str) -> Result<Comparison, FilterError> {
+fn parse_comparison<T: Filterable>(text: &str) -> Result<Comparison, FilterError> {
     let mut words = text.splitn(3, ' ');
     let (Some(property), Some(operator), Some(literal)) = (words.next(), words.next(), words.next()) else {
         return Err(FilterError(format!(
@@ -147,17 +174,24 @@ fn parse_comparison(text: &str) -> Result<Comparison, FilterError> {
         ))
     })?;
     let literal = literal.trim();
-    match property {
-        "id" => Ok(Comparison::Id(operator, guid(literal)?)),
-        "number" => Ok(Comparison::Number(operator, string(literal)?)),
-        "displayName" => Ok(Comparison::DisplayName(operator, string(literal)?)),
-        "unitPrice" => Ok(Comparison::UnitPrice(operator, decimal(literal)?)),
-        "inventory" => Ok(Comparison::Inventory(operator, decimal(literal)?)),
-        "lastModifiedDateTime" => Ok(Comparison::LastModified(operator, date_time(literal)?)),
-        other => Err(FilterError(format!(
-            "property '{other}' cannot be filtered; use id, number, displayName, unitPrice, inventory or lastModifiedDateTime"
-        ))),
-    }
+    let Some((property, kind)) = T::PROPERTIES.iter().find(|(name, _)| *name == property) else {
+        let names: Vec<&str> = T::PROPERTIES.iter().map(|(name, _)| *name).collect();
+        return Err(FilterError(format!(
+            "property '{property}' cannot be filtered; use {}",
+            names.join(", ")
+        )));
+    };
+    let literal = match kind {
+        Kind::Text => Value::Text(string(literal)?),
+        Kind::Guid => Value::Text(guid(literal)?),
+        Kind::Decimal => Value::Decimal(decimal(literal)?),
+        Kind::DateTime => Value::DateTime(date_time(literal)?),
+    };
+    Ok(Comparison {
+        property,
+        operator,
+        literal,
+    })
 }
 
 fn string(literal: &str) -> Result<String, FilterError> {
@@ -206,6 +240,7 @@ fn date_time(literal: &str) -> Result<DateTime<Utc>, FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::business_central::model::Item;
     use chrono::TimeZone;
 
     fn item(number: &str, minute: u32) -> Item {
@@ -223,20 +258,20 @@ mod tests {
 
     #[test]
     fn number_eq_matches_exactly() {
-        let filter = ItemFilter::parse("number eq 'MUG-RED'").unwrap();
+        let filter = Filter::parse::<Item>("number eq 'MUG-RED'").unwrap();
         assert!(filter.matches(&item("MUG-RED", 0)));
         assert!(!filter.matches(&item("MUG-BLUE", 0)));
     }
 
     #[test]
     fn doubled_quote_is_one_quote() {
-        let filter = ItemFilter::parse("number eq 'O''BRIEN'").unwrap();
+        let filter = Filter::parse::<Item>("number eq 'O''BRIEN'").unwrap();
         assert!(filter.matches(&item("O'BRIEN", 0)));
     }
 
     #[test]
     fn datetime_gt_and_number() {
-        let filter = ItemFilter::parse("lastModifiedDateTime gt 2025-06-01T08:00:00Z and (number ne 'X')").unwrap();
+        let filter = Filter::parse::<Item>("lastModifiedDateTime gt 2025-06-01T08:00:00Z and (number ne 'X')").unwrap();
         assert!(!filter.matches(&item("A", 0)));
         assert!(filter.matches(&item("A", 1)));
         assert!(!filter.matches(&item("X", 1)));
@@ -244,18 +279,18 @@ mod tests {
 
     #[test]
     fn and_inside_string_is_literal() {
-        let filter = ItemFilter::parse("displayName eq 'Cup and saucer'").unwrap();
+        let filter = Filter::parse::<Item>("displayName eq 'Cup and saucer'").unwrap();
         assert!(!filter.matches(&item("A", 0)));
     }
 
     #[test]
     fn quoted_datetime_is_rejected() {
-        assert!(ItemFilter::parse("lastModifiedDateTime gt '2025-06-01T08:00:00Z'").is_err());
+        assert!(Filter::parse::<Item>("lastModifiedDateTime gt '2025-06-01T08:00:00Z'").is_err());
     }
 
     #[test]
     fn unknown_property_is_rejected() {
-        assert!(ItemFilter::parse("colour eq 'red'").is_err());
-        assert!(ItemFilter::parse("number eq 'A' or number eq 'B'").is_err());
+        assert!(Filter::parse::<Item>("colour eq 'red'").is_err());
+        assert!(Filter::parse::<Item>("number eq 'A' or number eq 'B'").is_err());
     }
 }

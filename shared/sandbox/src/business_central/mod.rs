@@ -1,11 +1,13 @@
-//! A Microsoft Dynamics 365 Business Central stand-in: the API v2.0 `items` entity and webhook
-//! `subscriptions` of one company.
+//! A Microsoft Dynamics 365 Business Central stand-in: the API v2.0 `items`, `customers` and
+//! `salesOrders` entities and webhook `subscriptions` of one company.
 //!
 //! The sandbox's base URL plays `https://api.businesscentral.dynamics.com/v2.0/{tenant}/{environment}`,
 //! so the API is under `{base}/api/v2.0`. Facts about Business Central below come from Microsoft's
-//! API v2.0 reference ("Working with webhooks", the `items` and `subscriptions` pages, "Error
-//! codes"), the "Operational limits for Business Central online" page and the "Work with API
-//! limits" training module, as published in 2024-2026.
+//! API v2.0 reference ("Working with webhooks", the `items`, `customer`, `salesOrder`,
+//! `salesOrderLine` and `subscriptions` pages, "Error codes"), the "Operational limits for
+//! Business Central online" page, the "Work with API limits" training module, Arend-Jan
+//! Kauffmann's article "Deep insert with Business Central APIs" (2020), and the Sales Document
+//! Status enum of the base application, as published in 2020-2026.
 //!
 //! # Covered
 //!
@@ -28,6 +30,34 @@
 //!     ones (`id`, `inventory`, `lastModifiedDateTime`) 400 `BadRequest_InvalidOperation`, and
 //!     money given as a string 400 `BadRequest`.
 //!   - `DELETE items({id})` (204), with `If-Match` checked when given.
+//! - Customers under `companies({companyId})/customers`: `id`, `number` (upper case, unique;
+//!   `C00001` onwards from the sandbox's number series when a POST leaves it out), `displayName`,
+//!   `type` (always `Person`), `addressLine1`, `addressLine2`, `city`, `state`, `country`,
+//!   `postalCode`, `phoneNumber`, `email`, `lastModifiedDateTime` and `@odata.etag`. `GET` (list
+//!   and by id), `POST` (201, 400 `Internal_EntityWithSameKeyExists` on a duplicate number),
+//!   `PATCH` and `DELETE` follow the item rules for `If-Match`, read-only and unknown members.
+//!   `$filter` takes `id`, `number`, `displayName`, `email`, `phoneNumber` and
+//!   `lastModifiedDateTime`.
+//! - Sales orders under `companies({companyId})/salesOrders` have these members: `id`, `number`
+//!   (`S-ORD101001` onwards, read-only), `externalDocumentNumber` (35 characters, not unique, as
+//!   in Business Central), `orderDate`, `customerId`, `customerNumber`, `customerName`, `email`,
+//!   `status`, `fullyShipped`, `totalAmountIncludingTax`, `lastModifiedDateTime` and
+//!   `@odata.etag`. The read-only `status` is `Draft`, `In Review`, `Open` or `Released`, and new
+//!   orders are `Open`. `totalAmountIncludingTax` is the sum of quantity times unit price,
+//!   because the sandbox computes no tax.
+//!   - `$expand=salesOrderLines` on `GET salesOrders` and `GET salesOrders({id})` adds the lines;
+//!     `GET salesOrders({id})/salesOrderLines` lists them. Lines show `id`, `documentId`,
+//!     `sequence` (10000, 20000, …), `itemId`, `lineType` (`Item`), `lineObjectNumber` (the item
+//!     number), `description`, `quantity` and `unitPrice`, numbers with their exact digits.
+//!   - `POST salesOrders` needs `customerId` or `customerNumber` of an existing customer and takes
+//!     the lines in the same request as a `salesOrderLines` array (deep insert). A line names its
+//!     item by `itemId` or `lineObjectNumber`; without `unitPrice` it takes the item's unit price
+//!     and without `description` the item's display name. An unknown customer or item gets 400
+//!     and nothing is created.
+//!   - `PATCH salesOrders({id})` changes header members with `If-Match` as for items; lines in a
+//!     PATCH body get 400, and a `Released` order rejects every change with 400.
+//!   - `$filter` takes `id`, `number`, `externalDocumentNumber`, `customerNumber`, `email`,
+//!     `status` and `lastModifiedDateTime`.
 //! - Subscriptions under `/api/v2.0/subscriptions`: `POST`, `GET` (list and
 //!   `subscriptions('{id}')`), `PATCH` (renewal, `If-Match` required like items) and `DELETE`.
 //!   `POST` and `PATCH` first run the handshake: a `POST` to
@@ -36,15 +66,17 @@
 //!   otherwise the request gets 400 and nothing changes. A subscription lives
 //!   [`BusinessCentralConfig::subscription_lifetime`] (three days in Business Central) from its
 //!   creation or last renewal; once expired it is gone (404) and gets no notifications.
-//!   Only the items collection of the configured company can be subscribed to.
-//! - Notifications for every item change, through the API (fieldsync's own writes included) or a
-//!   handle method that plays a person. Changes are collected per subscription for
+//!   The `items`, `customers` and `salesOrders` collections of the configured company can be
+//!   subscribed to, one collection per subscription.
+//! - Notifications for every change of an item, customer or sales order, through the API
+//!   (fieldsync's own writes included) or a handle method that plays a person, to the
+//!   subscriptions of that collection. Changes are collected per subscription for
 //!   [`BusinessCentralConfig::notification_delay`] after the first one (30 s in Business Central),
-//!   merged per item, and posted as `{"value":[…]}` entries with `changeType` `created`,
-//!   `updated` or `deleted` and the item's resource. A batch of more than
-//!   [`BusinessCentralConfig::collection_threshold`] items (1,000 in Business Central) is sent
-//!   as one `collection` entry whose resource is the items collection with a
-//!   `$filter=lastModifiedDateTime gt …` that selects the changed items. Connection errors,
+//!   merged per entity, and posted as `{"value":[…]}` entries with `changeType` `created`,
+//!   `updated` or `deleted` and the entity's resource. A batch of more than
+//!   [`BusinessCentralConfig::collection_threshold`] entities (1,000 in Business Central) is sent
+//!   as one `collection` entry whose resource is the collection with a
+//!   `$filter=lastModifiedDateTime gt …` that selects the changed entities. Connection errors,
 //!   timeouts, 408, 429 and 5xx are retried with backoff; any other status deletes the
 //!   subscription without retrying, as Business Central does.
 //! - A request token bucket (by default 6,000 requests per 5 minutes, Business Central's limit per
@@ -54,10 +86,18 @@
 //!
 //! # Not covered
 //!
-//! - Other entities (customers, sales documents), `$select`, `$expand`, `$top`, `$skip`,
-//!   `$orderby`, `$batch`, `or`/`not` and functions in `$filter`, and `If-None-Match`.
+//! - Other entities (vendors, sales quotes, invoices, shipments), `$select`, `$top`, `$skip`,
+//!   `$orderby`, `$batch`, `$expand` of anything but `salesOrderLines`, `or`/`not` and functions
+//!   in `$filter`, and `If-None-Match`.
 //! - Item properties other than the six above (type, blocked, GTIN, unit cost, tax and posting
 //!   groups, units of measure).
+//! - Customer properties other than those above (blocked, credit limit, tax and posting groups,
+//!   currency, payment terms) and the check Business Central makes on the email format.
+//! - Sales order lines other than `Item` lines, line `POST`, `PATCH` and `DELETE`, discounts,
+//!   taxes, currencies, shipping and billing addresses, and the `shipAndInvoice` and release
+//!   actions: a person releases or ships an order through the handle.
+//! - Business Central's number series settings: customer numbers given in a POST are always
+//!   accepted, as with a series that allows manual numbers.
 //! - Several subscriptions sharing one notification URL get one POST each; Business Central may
 //!   put their entries into one POST.
 //! - Business Central's 36-hour retry schedule: retries follow [`RetryPolicy`].
@@ -66,9 +106,11 @@
 //! - A token bucket only approximates Business Central's 5-minute sliding window.
 
 mod api;
+mod documents;
 mod filter;
 mod model;
 mod notify;
+mod sales;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -80,6 +122,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use tokio::runtime::Handle;
 
+pub use documents::{Customer, CustomerEdit, OrderStatus, SalesOrder, SalesOrderLine};
 pub use model::{Item, ItemEdit, Subscription};
 
 pub use crate::erp::RateLimitConfig;
@@ -88,7 +131,7 @@ use crate::delivery::{new_uuid, Delivery, Dispatcher, RetryPolicy, RetryRule};
 use crate::erp::throttle::TokenBucket;
 use crate::error::SandboxError;
 use crate::server::RunningServer;
-use notify::{ChangeType, Slot};
+use notify::{ChangeType, Collection, Slot};
 
 /// The company id of a sandbox started with the default configuration.
 pub const DEFAULT_COMPANY_ID: &str = "11111111-2222-3333-4444-555555555555";
@@ -215,13 +258,17 @@ impl Forced429 {
     }
 }
 
-/// The sandbox's data: items by id, subscriptions by id with their unsent changes, and the
-/// counter behind every entity tag.
+/// The sandbox's data: items, customers and sales orders by id, subscriptions by id with their
+/// unsent changes, the counter behind every entity tag and the number series.
 #[derive(Debug, Default)]
 struct State {
     items: BTreeMap<String, Item>,
+    customers: BTreeMap<String, Customer>,
+    sales_orders: BTreeMap<String, SalesOrder>,
     subscriptions: BTreeMap<String, Slot>,
     last_version: u64,
+    last_customer_number: u64,
+    last_order_number: u64,
 }
 
 impl State {
@@ -238,6 +285,41 @@ impl State {
             .values()
             .find(|item| item.number == number)
             .map(|item| item.id.clone())
+    }
+
+    /// Finds a customer by number, compared in upper case like item numbers.
+    fn customer_id_by_number(&self, number: &str) -> Option<String> {
+        let number = number.to_uppercase();
+        self.customers
+            .values()
+            .find(|customer| customer.number == number)
+            .map(|customer| customer.id.clone())
+    }
+
+    /// Finds a sales order by its order number, compared in upper case.
+    fn sales_order_id_by_number(&self, number: &str) -> Option<String> {
+        let number = number.to_uppercase();
+        self.sales_orders
+            .values()
+            .find(|order| order.number == number)
+            .map(|order| order.id.clone())
+    }
+
+    /// Returns the next unused customer number of the sandbox's series, `C00001` onwards.
+    fn next_customer_number(&mut self) -> String {
+        loop {
+            self.last_customer_number += 1;
+            let number = format!("C{:05}", self.last_customer_number);
+            if self.customer_id_by_number(&number).is_none() {
+                return number;
+            }
+        }
+    }
+
+    /// Returns the next sales order number of the sandbox's series, `S-ORD101001` onwards.
+    fn next_order_number(&mut self) -> String {
+        self.last_order_number += 1;
+        format!("S-ORD{}", 101_000 + self.last_order_number)
     }
 
     /// Removes subscriptions whose expiration time has passed.
@@ -280,7 +362,27 @@ impl Shared {
 
     /// Returns the items collection path without a leading slash, as notifications write it.
     fn items_resource(&self) -> String {
-        format!("api/v2.0/companies({})/items", self.config.company_id)
+        self.collection_resource(Collection::Items)
+    }
+
+    /// Returns a collection's path without a leading slash, as notifications write it.
+    fn collection_resource(&self, collection: Collection) -> String {
+        format!("api/v2.0/companies({})/{}", self.config.company_id, collection.name())
+    }
+
+    /// Creates a customer with a new GUID and version from `edit`, stores it and returns it.
+    fn new_customer(state: &mut State, number: &str, edit: &CustomerEdit, now: DateTime<Utc>) -> Customer {
+        let mut customer = Customer {
+            id: new_uuid(),
+            number: number.to_uppercase(),
+            last_modified: now,
+            version: state.next_version(),
+            ..Customer::default()
+        };
+        edit.apply(&mut customer);
+        customer.number = number.to_uppercase();
+        state.customers.insert(customer.id.clone(), customer.clone());
+        customer
     }
 
     /// Creates an item with a new GUID and version.
@@ -352,7 +454,7 @@ impl BusinessCentralHandle {
                 item.last_modified = now;
                 state.items.insert(item.id.clone(), item.clone());
                 self.shared
-                    .record_change(&mut state, &item.id, ChangeType::Updated, now);
+                    .record_change(&mut state, Collection::Items, &item.id, ChangeType::Updated, now);
             }
             return item;
         }
@@ -360,7 +462,7 @@ impl BusinessCentralHandle {
         edit.apply(&mut item);
         state.items.insert(item.id.clone(), item.clone());
         self.shared
-            .record_change(&mut state, &item.id, ChangeType::Created, now);
+            .record_change(&mut state, Collection::Items, &item.id, ChangeType::Created, now);
         item
     }
 
@@ -407,8 +509,13 @@ impl BusinessCentralHandle {
                 kind: "item",
                 id: number.to_owned(),
             })?;
-        self.shared
-            .record_change(&mut state, &removed.id, ChangeType::Deleted, Utc::now());
+        self.shared.record_change(
+            &mut state,
+            Collection::Items,
+            &removed.id,
+            ChangeType::Deleted,
+            Utc::now(),
+        );
         Ok(removed)
     }
 
@@ -424,6 +531,130 @@ impl BusinessCentralHandle {
         let mut items: Vec<Item> = self.shared.lock_state().items.values().cloned().collect();
         items.sort_by(|left, right| left.number.cmp(&right.number));
         items
+    }
+
+    /// Returns the path to subscribe to for customer changes: `/api/v2.0/companies(<id>)/customers`.
+    pub fn customers_resource(&self) -> String {
+        format!("/{}", self.shared.collection_resource(Collection::Customers))
+    }
+
+    /// Returns the path to subscribe to for sales order changes:
+    /// `/api/v2.0/companies(<id>)/salesOrders`.
+    pub fn sales_orders_resource(&self) -> String {
+        format!("/{}", self.shared.collection_resource(Collection::SalesOrders))
+    }
+
+    /// Creates or edits the customer `number` as a person in Business Central would, and notifies
+    /// `created` or, if a value changed, `updated`. A number in `edit` is ignored.
+    pub fn upsert_customer_as_user(&self, number: &str, edit: CustomerEdit) -> Customer {
+        let edit = CustomerEdit { number: None, ..edit };
+        let mut state = self.shared.lock_state();
+        let now = Utc::now();
+        let existing = state
+            .customer_id_by_number(number)
+            .and_then(|id| state.customers.get(&id).cloned());
+        if let Some(mut customer) = existing {
+            if edit.apply(&mut customer) {
+                customer.version = state.next_version();
+                customer.last_modified = now;
+                state.customers.insert(customer.id.clone(), customer.clone());
+                self.shared.record_change(
+                    &mut state,
+                    Collection::Customers,
+                    &customer.id,
+                    ChangeType::Updated,
+                    now,
+                );
+            }
+            return customer;
+        }
+        let customer = Shared::new_customer(&mut state, number, &edit, now);
+        self.shared.record_change(
+            &mut state,
+            Collection::Customers,
+            &customer.id,
+            ChangeType::Created,
+            now,
+        );
+        customer
+    }
+
+    /// Returns a snapshot of the customer `number`.
+    pub fn customer(&self, number: &str) -> Option<Customer> {
+        let state = self.shared.lock_state();
+        let id = state.customer_id_by_number(number)?;
+        state.customers.get(&id).cloned()
+    }
+
+    /// Returns a snapshot of every customer, by number.
+    pub fn customers(&self) -> Vec<Customer> {
+        let mut customers: Vec<Customer> = self.shared.lock_state().customers.values().cloned().collect();
+        customers.sort_by(|left, right| left.number.cmp(&right.number));
+        customers
+    }
+
+    /// Sets the status of the sales order `number` (such as `S-ORD101001`) as a person in
+    /// Business Central would, and notifies `updated` if it changed.
+    pub fn set_order_status_as_user(&self, number: &str, status: OrderStatus) -> Result<SalesOrder, SandboxError> {
+        self.edit_order_as_user(number, |order| order.status = status)
+    }
+
+    /// Releases the sales order `number` for warehouse handling, as the Release action does.
+    pub fn release_order_as_user(&self, number: &str) -> Result<SalesOrder, SandboxError> {
+        self.set_order_status_as_user(number, OrderStatus::Released)
+    }
+
+    /// Ships every line of the sales order `number`, as posting its shipment does: the order is
+    /// released and `fullyShipped` becomes true.
+    pub fn ship_order_as_user(&self, number: &str) -> Result<SalesOrder, SandboxError> {
+        self.edit_order_as_user(number, |order| {
+            order.status = OrderStatus::Released;
+            order.fully_shipped = true;
+        })
+    }
+
+    fn edit_order_as_user(&self, number: &str, edit: impl FnOnce(&mut SalesOrder)) -> Result<SalesOrder, SandboxError> {
+        let mut state = self.shared.lock_state();
+        let mut order = state
+            .sales_order_id_by_number(number)
+            .and_then(|id| state.sales_orders.get(&id).cloned())
+            .ok_or_else(|| SandboxError::NotFound {
+                kind: "sales order",
+                id: number.to_owned(),
+            })?;
+        let before = order.clone();
+        edit(&mut order);
+        if order != before {
+            let now = Utc::now();
+            order.version = state.next_version();
+            order.last_modified = now;
+            state.sales_orders.insert(order.id.clone(), order.clone());
+            self.shared
+                .record_change(&mut state, Collection::SalesOrders, &order.id, ChangeType::Updated, now);
+        }
+        Ok(order)
+    }
+
+    /// Returns a snapshot of the sales order `number`.
+    pub fn sales_order(&self, number: &str) -> Option<SalesOrder> {
+        let state = self.shared.lock_state();
+        let id = state.sales_order_id_by_number(number)?;
+        state.sales_orders.get(&id).cloned()
+    }
+
+    /// Returns a snapshot of the first sales order, by number, whose `externalDocumentNumber` is
+    /// `external`.
+    pub fn sales_order_by_external(&self, external: &str) -> Option<SalesOrder> {
+        self.sales_orders()
+            .into_iter()
+            .find(|order| order.external_document_number == external)
+    }
+
+    /// Returns a snapshot of every sales order, by number.
+    pub fn sales_orders(&self) -> Vec<SalesOrder> {
+        let mut orders: Vec<SalesOrder> = self.shared.lock_state().sales_orders.values().cloned().collect();
+        orders.sort_by(|left, right| left.number.cmp(&right.number));
+        orders
     }
 
     /// Returns a snapshot of every live subscription, by id.

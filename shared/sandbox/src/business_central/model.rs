@@ -9,12 +9,13 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::filter::{Filterable, Kind, Value};
 use crate::json_text::{decimal_raw, parse_decimal_number};
 
 /// The maximum length of an item number, a `Code[20]` field in Business Central.
-const MAX_NUMBER_LEN: usize = 20;
+pub(crate) const MAX_NUMBER_LEN: usize = 20;
 /// The maximum length of an item's display name, a `Text[100]` field in Business Central.
-const MAX_DISPLAY_NAME_LEN: usize = 100;
+pub(crate) const MAX_DISPLAY_NAME_LEN: usize = 100;
 
 /// The length of Business Central's `Description 2` (`displayName2`).
 const MAX_DISPLAY_NAME_2_LEN: usize = 50;
@@ -45,6 +46,29 @@ impl Item {
     /// Returns the weak entity tag that `@odata.etag` carries and `If-Match` must repeat.
     pub fn etag(&self) -> String {
         weak_etag(self.version)
+    }
+}
+
+impl Filterable for Item {
+    const PROPERTIES: &'static [(&'static str, Kind)] = &[
+        ("id", Kind::Guid),
+        ("number", Kind::Text),
+        ("displayName", Kind::Text),
+        ("unitPrice", Kind::Decimal),
+        ("inventory", Kind::Decimal),
+        ("lastModifiedDateTime", Kind::DateTime),
+    ];
+
+    fn property(&self, name: &str) -> Option<Value> {
+        match name {
+            "id" => Some(Value::Text(self.id.to_ascii_lowercase())),
+            "number" => Some(Value::Text(self.number.clone())),
+            "displayName" => Some(Value::Text(self.display_name.clone())),
+            "unitPrice" => Some(Value::Decimal(self.unit_price)),
+            "inventory" => Some(Value::Decimal(self.inventory)),
+            "lastModifiedDateTime" => Some(Value::DateTime(self.last_modified)),
+            _ => None,
+        }
     }
 }
 
@@ -100,7 +124,7 @@ impl Subscription {
 }
 
 /// Builds a weak entity tag in the shape Business Central uses: base64 text in `W/"…"`.
-fn weak_etag(version: u64) -> String {
+pub(crate) fn weak_etag(version: u64) -> String {
     let token = base64::engine::general_purpose::STANDARD.encode(format!("'{version};'"));
     format!("W/\"{token}\"")
 }
@@ -201,7 +225,7 @@ pub(crate) struct BodyError {
     pub(crate) message: String,
 }
 
-fn invalid(message: impl Into<String>) -> BodyError {
+pub(crate) fn invalid(message: impl Into<String>) -> BodyError {
     BodyError {
         code: "BadRequest",
         message: message.into(),
@@ -209,18 +233,18 @@ fn invalid(message: impl Into<String>) -> BodyError {
 }
 
 /// A JSON object body with each member kept as raw text, so numbers are read exactly.
-type RawObject = BTreeMap<String, Box<RawValue>>;
+pub(crate) type RawObject = BTreeMap<String, Box<RawValue>>;
 
 /// Reads a JSON object body. OData annotations such as `@odata.etag` are dropped, because
 /// Business Central takes the concurrency token from `If-Match` only.
-fn parse_object(body: &[u8]) -> Result<RawObject, BodyError> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<RawObject, BodyError> {
     let mut object: RawObject =
         serde_json::from_slice(body).map_err(|error| invalid(format!("Invalid Request Body: {error}")))?;
     object.retain(|name, _| !name.starts_with("@odata."));
     Ok(object)
 }
 
-fn text(name: &str, raw: &RawValue, max_len: usize) -> Result<String, BodyError> {
+pub(crate) fn text(name: &str, raw: &RawValue, max_len: usize) -> Result<String, BodyError> {
     let value: String = serde_json::from_str(raw.get())
         .map_err(|_| invalid(format!("Cannot convert the value of property '{name}' to a string.")))?;
     if value.chars().count() > max_len {
@@ -235,7 +259,7 @@ fn text(name: &str, raw: &RawValue, max_len: usize) -> Result<String, BodyError>
     Ok(value)
 }
 
-fn money(name: &str, raw: &RawValue) -> Result<Decimal, BodyError> {
+pub(crate) fn money(name: &str, raw: &RawValue) -> Result<Decimal, BodyError> {
     let amount = parse_decimal_number(raw).map_err(|reason| {
         invalid(format!(
             "Cannot convert the value of property '{name}' to Edm.Decimal: {reason}"
@@ -251,14 +275,14 @@ fn money(name: &str, raw: &RawValue) -> Result<Decimal, BodyError> {
     Ok(amount)
 }
 
-fn read_only(name: &str) -> BodyError {
+pub(crate) fn read_only(name: &str) -> BodyError {
     BodyError {
         code: "BadRequest_InvalidOperation",
         message: format!("The property '{name}' is read-only."),
     }
 }
 
-fn unknown(name: &str, entity: &str) -> BodyError {
+pub(crate) fn unknown(name: &str, entity: &str) -> BodyError {
     invalid(format!(
         "The property '{name}' does not exist on type 'Microsoft.NAV.{entity}'. Make sure to only use property names that are defined by the type."
     ))

@@ -15,7 +15,7 @@ use super::model::{millis, seconds, Subscription};
 use super::{Shared, State};
 use crate::delivery::{new_uuid, FinalOutcome, OutgoingEvent, PendingGuard, SignHeaders};
 
-/// The kind of an item change, as a notification's `changeType` names it.
+/// The kind of an entity change, as a notification's `changeType` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChangeType {
     Created,
@@ -32,8 +32,8 @@ impl ChangeType {
         }
     }
 
-    /// Folds a later change of the same item into an earlier one of the same batch: a deletion
-    /// wins, and an item created in the batch stays `created`.
+    /// Folds a later change of the same entity into an earlier one of the same batch: a deletion
+    /// wins, and an entity created in the batch stays `created`.
     fn then(self, later: Self) -> Self {
         match (self, later) {
             (_, Self::Deleted) => Self::Deleted,
@@ -43,10 +43,10 @@ impl ChangeType {
     }
 }
 
-/// One item change waiting in a subscription's batch.
+/// One change of an entity waiting in a subscription's batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Change {
-    item_id: String,
+    entity_id: String,
     change_type: ChangeType,
     at: DateTime<Utc>,
 }
@@ -70,15 +70,38 @@ impl Slot {
     }
 }
 
-/// Tells whether `resource` names the items collection of `company_id`, as a relative path with
-/// or without the leading slash or as an absolute URL.
-pub(crate) fn is_items_resource(resource: &str, company_id: &str) -> bool {
+/// A collection of the company that can be subscribed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Collection {
+    Items,
+    Customers,
+    SalesOrders,
+}
+
+impl Collection {
+    const ALL: [Self; 3] = [Self::Items, Self::Customers, Self::SalesOrders];
+
+    /// Returns the collection's name in API paths.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Items => "items",
+            Self::Customers => "customers",
+            Self::SalesOrders => "salesOrders",
+        }
+    }
+}
+
+/// Returns the collection of `company_id` that `resource` names, as a relative path with or
+/// without the leading slash or as an absolute URL, or `None` for any other resource.
+pub(crate) fn subscribed_collection(resource: &str, company_id: &str) -> Option<Collection> {
     let path = match (resource.contains("://"), resource.find("/api/")) {
         (true, Some(start)) => &resource[start..],
         _ => resource,
     };
     let path = path.trim_start_matches('/').trim_end_matches('/');
-    path.eq_ignore_ascii_case(&format!("api/v2.0/companies({company_id})/items"))
+    Collection::ALL.into_iter().find(|collection| {
+        path.eq_ignore_ascii_case(&format!("api/v2.0/companies({company_id})/{}", collection.name()))
+    })
 }
 
 /// Sends the validation handshake: a POST with an empty body to
@@ -140,19 +163,19 @@ struct NotificationBody<'a> {
     value: Vec<NotificationEntry<'a>>,
 }
 
-/// Merges the changes of one item into one entry, in the order items first changed.
+/// Merges the changes of one entity into one entry, in the order entities first changed.
 fn merge(changes: Vec<Change>) -> Vec<Change> {
     let mut merged: Vec<Change> = Vec::with_capacity(changes.len());
     let mut positions: HashMap<String, usize> = HashMap::new();
     for change in changes {
-        match positions.get(&change.item_id) {
+        match positions.get(&change.entity_id) {
             Some(&position) => {
                 let entry = &mut merged[position];
                 entry.change_type = entry.change_type.then(change.change_type);
                 entry.at = entry.at.max(change.at);
             }
             None => {
-                positions.insert(change.item_id.clone(), merged.len());
+                positions.insert(change.entity_id.clone(), merged.len());
                 merged.push(change);
             }
         }
@@ -161,23 +184,24 @@ fn merge(changes: Vec<Change>) -> Vec<Change> {
 }
 
 impl Shared {
-    /// Adds an item change to the batch of every subscription to the items collection, and
-    /// schedules the batch's sending when it is the batch's first change.
+    /// Adds a change of an entity of `collection` to the batch of every subscription to that
+    /// collection, and schedules the batch's sending when it is the batch's first change.
     pub(super) fn record_change(
         self: &Arc<Self>,
         state: &mut State,
-        item_id: &str,
+        collection: Collection,
+        entity_id: &str,
         change_type: ChangeType,
         at: DateTime<Utc>,
     ) {
         state.drop_expired(at);
         let company_id = &self.config.company_id;
         for (subscription_id, slot) in &mut state.subscriptions {
-            if !is_items_resource(&slot.subscription.resource, company_id) {
+            if subscribed_collection(&slot.subscription.resource, company_id) != Some(collection) {
                 continue;
             }
             slot.pending.push(Change {
-                item_id: item_id.to_owned(),
+                entity_id: entity_id.to_owned(),
                 change_type,
                 at,
             });
@@ -235,19 +259,21 @@ impl Shared {
             last_modified: millis(at),
         };
 
-        let items = self.items_resource();
+        // Every change of a slot belongs to its subscription's collection.
+        let collection = subscribed_collection(&subscription.resource, &self.config.company_id)?;
+        let path = self.collection_resource(collection);
         let entries = if changes.len() > self.config.collection_threshold {
             let earliest = changes.iter().map(|change| change.at).min().unwrap_or(now);
             let latest = changes.iter().map(|change| change.at).max().unwrap_or(now);
-            // `gt` one millisecond before the earliest change selects every changed item.
+            // `gt` one millisecond before the earliest change selects every changed entity.
             let since = millis(earliest - TimeDelta::milliseconds(1));
-            let resource = format!("/{items}?$filter=lastModifiedDateTime%20gt%20{since}");
+            let resource = format!("/{path}?$filter=lastModifiedDateTime%20gt%20{since}");
             vec![entry(resource, "collection", latest)]
         } else {
             changes
                 .iter()
                 .map(|change| {
-                    let resource = format!("{items}({})", change.item_id);
+                    let resource = format!("{path}({})", change.entity_id);
                     entry(resource, change.change_type.as_str(), change.at)
                 })
                 .collect()
@@ -271,9 +297,9 @@ impl Shared {
 mod tests {
     use super::*;
 
-    fn change(item_id: &str, change_type: ChangeType, second: i64) -> Change {
+    fn change(entity_id: &str, change_type: ChangeType, second: i64) -> Change {
         Change {
-            item_id: item_id.to_owned(),
+            entity_id: entity_id.to_owned(),
             change_type,
             at: DateTime::from_timestamp(1_750_000_000 + second, 0).unwrap(),
         }
@@ -294,25 +320,29 @@ mod tests {
     }
 
     #[test]
-    fn items_resource_forms_are_recognized() {
+    fn subscribed_collection_forms_are_recognized() {
         let company = "11111111-2222-3333-4444-555555555555";
-        assert!(is_items_resource(
-            &format!("/api/v2.0/companies({company})/items"),
-            company
-        ));
-        assert!(is_items_resource(
-            &format!("api/v2.0/companies({company})/items"),
-            company
-        ));
-        assert!(is_items_resource(
-            &format!(
-                "https://api.businesscentral.dynamics.com/v2.0/tenant/production/api/v2.0/companies({company})/items"
+        assert_eq!(
+            subscribed_collection(&format!("/api/v2.0/companies({company})/items"), company),
+            Some(Collection::Items)
+        );
+        assert_eq!(
+            subscribed_collection(&format!("api/v2.0/companies({company})/salesOrders"), company),
+            Some(Collection::SalesOrders)
+        );
+        assert_eq!(
+            subscribed_collection(
+                &format!(
+                    "https://api.businesscentral.dynamics.com/v2.0/tenant/production/api/v2.0/companies({company})/customers"
+                ),
+                company
             ),
-            company
-        ));
-        assert!(!is_items_resource(
-            &format!("/api/v2.0/companies({company})/customers"),
-            company
-        ));
+            Some(Collection::Customers)
+        );
+        assert_eq!(
+            subscribed_collection(&format!("/api/v2.0/companies({company})/vendors"), company),
+            None
+        );
+        assert_eq!(subscribed_collection("/api/v2.0/companies(x)/customers", company), None);
     }
 }
