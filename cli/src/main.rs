@@ -8,14 +8,17 @@
 //!   reached through the generic connector of `connectors/erpnext.toml`.
 //! - `fieldsync demo --pair shopify-businesscentral` plays it with Business Central, its thin
 //!   notifications and its subscription renewal.
+//! - `fieldsync demo --pair bigcommerce-netsuite` and `--pair woocommerce-netsuite` play it with
+//!   NetSuite's signed outbox and REST records, and the storefront's own webhooks and API.
 //! - `fieldsync dev` starts the same stack and keeps it running for webhooks sent by hand.
 //! - `fieldsync webhooks register --integration NAME` creates or renews Business Central's
-//!   subscription.
+//!   subscription and Shopify's webhook subscriptions.
 //! - `fieldsync tasks` lists the open manual steps stored in a DynamoDB table.
 
 mod demo;
 mod demo_business_central;
 mod demo_generic;
+mod demo_netsuite;
 mod dlq;
 mod lifecycle;
 mod table;
@@ -28,7 +31,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use fieldsync_core::Rules;
-use fieldsync_local::{Backend, LocalOptions, LocalStack};
+use fieldsync_local::{Backend, LocalOptions, LocalStack, StorefrontPlatform};
 use fieldsync_sandbox::business_central::BusinessCentralConfig as BusinessCentralSandboxConfig;
 
 #[derive(Debug, Parser)]
@@ -76,6 +79,9 @@ struct Cli {
 /// The rules file `--rules` defaults to.
 const DEFAULT_RULES: &str = "rules.toml";
 
+/// Reconciler workers of the NetSuite pairs: more than the account's concurrency limit.
+const NETSUITE_PAIR_WORKERS: usize = 8;
+
 /// The rules of the Business Central pair, used when `--rules` is left at its default.
 const BUSINESS_CENTRAL_RULES: &str = "examples/rules/shopify-businesscentral.toml";
 
@@ -104,6 +110,12 @@ enum Pair {
     /// Business Central through its API v2.0 and webhook subscriptions.
     #[value(name = "shopify-businesscentral")]
     ShopifyBusinessCentral,
+    /// BigCommerce's thin webhooks and v3 catalog, with NetSuite's signed outbox and REST records.
+    #[value(name = "bigcommerce-netsuite")]
+    BigCommerceNetSuite,
+    /// WooCommerce's webhooks and REST API v3, with NetSuite's signed outbox and REST records.
+    #[value(name = "woocommerce-netsuite")]
+    WooCommerceNetSuite,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,8 +125,7 @@ enum Command {
         /// The story to play.
         #[arg(long, value_enum, default_value_t = Story::Product)]
         story: Story,
-        /// The storefront and ERP pair of the product story: the signed-JSON ERP, or ERPNext
-        /// through the generic connector.
+        /// The storefront and ERP pair of the product story, storefront first.
         #[arg(long, value_enum, default_value_t = Pair::ShopifyErp)]
         pair: Pair,
         /// Connector file of the ERP for `--pair shopify-generic`.
@@ -133,9 +144,8 @@ enum Command {
         /// Port of the webhook receiver on 127.0.0.1.
         #[arg(long, default_value_t = 8787)]
         port: u16,
-        /// The ERP behind the `erp` receiver: the signed-JSON ERP, or the Business Central
-        /// sandbox (with its subscription and the pair's rules when `--rules` is left at its
-        /// default).
+        /// The sandboxes behind the two receivers, storefront first. Business Central comes with
+        /// its subscription, and with the pair's rules when `--rules` is left at its default.
         #[arg(long, value_enum, default_value_t = Pair::ShopifyErp)]
         pair: Pair,
     },
@@ -145,7 +155,7 @@ enum Command {
         action: dlq::Action,
     },
     /// Create or renew webhook subscriptions where the platform has an API for them (Business
-    /// Central), with the functions' configuration variables.
+    /// Central, Shopify), with the functions' configuration variables.
     Webhooks {
         #[command(subcommand)]
         action: webhooks::Action,
@@ -215,6 +225,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             demo_generic::run(options).await
         }
+        Command::Demo {
+            pair: pair @ (Pair::BigCommerceNetSuite | Pair::WooCommerceNetSuite),
+            ..
+        } => demo_netsuite::run(netsuite_options(&cli, *pair)?).await,
         Command::Dev { port, pair } => {
             let options = match pair {
                 Pair::ShopifyErp => local_options(&cli)?,
@@ -227,7 +241,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     options.business_central = Some(BusinessCentralSandboxConfig::default());
                     options
                 }
-                Pair::ShopifyGeneric => anyhow::bail!("dev runs --pair shopify-erp or shopify-businesscentral"),
+                Pair::BigCommerceNetSuite | Pair::WooCommerceNetSuite => netsuite_options(&cli, *pair)?,
+                Pair::ShopifyGeneric => anyhow::bail!(
+                    "dev runs --pair shopify-erp, shopify-businesscentral, bigcommerce-netsuite or woocommerce-netsuite"
+                ),
             };
             dev(LocalOptions {
                 receiver_port: *port,
@@ -236,6 +253,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .await
         }
     }
+}
+
+/// Options for a NetSuite pair: its storefront sandbox, the NetSuite sandbox, and the rules.
+fn netsuite_options(cli: &Cli, pair: Pair) -> anyhow::Result<LocalOptions> {
+    let storefront_platform = match pair {
+        Pair::BigCommerceNetSuite => StorefrontPlatform::BigCommerce(Default::default()),
+        Pair::WooCommerceNetSuite => StorefrontPlatform::WooCommerce(Default::default()),
+        other => anyhow::bail!("{other:?} is not a NetSuite pair"),
+    };
+    // Several workers with small batches play concurrent reconciler instances, so NetSuite
+    // writes overlap and the shared concurrency governor has something to hold back.
+    Ok(LocalOptions {
+        storefront_platform,
+        netsuite: Some(Default::default()),
+        workers: NETSUITE_PAIR_WORKERS,
+        batch_size: 2,
+        ..local_options(cli)?
+    })
 }
 
 /// Reads the rules file and picks the backend for `demo` and `dev`.

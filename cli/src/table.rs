@@ -98,11 +98,43 @@ pub(crate) async fn print_product_rows(
     erp_value: impl Fn(&str) -> String,
 ) -> Result<(), LocalError> {
     let product = stack.storefront.product_by_sku(sku);
+    let sides = Sides {
+        erp_label,
+        erp_value: &erp_value,
+        storefront_value: &|field: &str| storefront_value(product.as_ref(), sku, field),
+    };
+    print_rows_of(stack, sku, fields, &sides).await
+}
+
+/// The two sandboxes a table row reads: the ERP column's heading and each side's value of a
+/// field.
+pub(crate) struct Sides<'a> {
+    pub(crate) erp_label: &'a str,
+    pub(crate) erp_value: &'a dyn Fn(&str) -> String,
+    pub(crate) storefront_value: &'a dyn Fn(&str) -> String,
+}
+
+/// Prints one row per field of `fields` for a product: the value on each side, the owner, and
+/// the last decision with its reason.
+pub(crate) async fn print_rows_of(
+    stack: &LocalStack,
+    sku: &str,
+    fields: &[&str],
+    sides: &Sides<'_>,
+) -> Result<(), LocalError> {
     let record = stack.record("product", sku).await?;
     let decisions = stack.decisions("product", sku).await?;
     let entity = stack.rules.entity(&"product".into());
 
-    let mut rows = vec![["field", erp_label, "storefront", "owner", "last decision", "reason"].map(str::to_owned)];
+    let mut rows = vec![[
+        "field",
+        sides.erp_label,
+        "storefront",
+        "owner",
+        "last decision",
+        "reason",
+    ]
+    .map(str::to_owned)];
     for field in fields {
         let name = FieldName::new(*field);
         let state = record.as_ref().and_then(|record| record.fields.get(&name));
@@ -124,8 +156,8 @@ pub(crate) async fn print_product_rows(
         };
         rows.push([
             (*field).to_owned(),
-            erp_value(field),
-            storefront_value(product.as_ref(), sku, field),
+            (sides.erp_value)(field),
+            (sides.storefront_value)(field),
             owner,
             outcome,
             reason,

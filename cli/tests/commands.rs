@@ -71,6 +71,49 @@ fn demo_passes_with_business_central() {
     assert!(stdout.contains("ok   storefront price after the catch-up"), "{stdout}");
 }
 
+/// Checks a NetSuite pair's demo: every step, and the concurrency line of step f.
+fn assert_netsuite_demo_passed(output: &Output) {
+    assert_demo_passed(output);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Step f."), "{stdout}");
+    assert!(
+        stdout.contains("ok   requests NetSuite rejected for concurrency = \"0\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   open requests within the limit = \"true\""),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn demo_passes_with_bigcommerce_netsuite() {
+    assert_netsuite_demo_passed(&fieldsync(&["demo", "--pair", "bigcommerce-netsuite"], &[]));
+}
+
+#[test]
+fn demo_passes_with_woocommerce_netsuite() {
+    assert_netsuite_demo_passed(&fieldsync(&["demo", "--pair", "woocommerce-netsuite"], &[]));
+}
+
+#[test]
+fn demo_netsuite_passes_on_emulators() {
+    let (Some(dynamodb), Some(sqs)) = (
+        endpoint("FIELDSYNC_DYNAMODB_ENDPOINT"),
+        endpoint("FIELDSYNC_SQS_ENDPOINT"),
+    ) else {
+        return;
+    };
+    let output = fieldsync(
+        &["--backend", "emulators", "demo", "--pair", "woocommerce-netsuite"],
+        &[
+            ("FIELDSYNC_DYNAMODB_ENDPOINT", &dynamodb),
+            ("FIELDSYNC_SQS_ENDPOINT", &sqs),
+        ],
+    );
+    assert_netsuite_demo_passed(&output);
+}
+
 #[test]
 fn demo_business_central_passes_on_emulators() {
     let (Some(dynamodb), Some(sqs)) = (

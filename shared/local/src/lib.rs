@@ -156,6 +156,11 @@ pub struct LocalOptions {
     pub netsuite: Option<NetSuiteSandboxConfig>,
     /// Requests the NetSuite connector may have open at once, across every reconciler worker.
     pub netsuite_concurrency_limit: u32,
+    /// Reconciler workers running at once, like concurrent Lambda instances. Each takes its own
+    /// batches; FIFO order per message group holds across them.
+    pub workers: usize,
+    /// Messages per batch a worker takes.
+    pub batch_size: usize,
 }
 
 impl LocalOptions {
@@ -177,6 +182,8 @@ impl LocalOptions {
             storefront_platform: StorefrontPlatform::Shopify,
             netsuite: None,
             netsuite_concurrency_limit: NETSUITE_CONCURRENCY_LIMIT,
+            workers: 1,
+            batch_size: worker::DEFAULT_BATCH_SIZE,
         }
     }
 }
@@ -196,6 +203,8 @@ pub struct LocalStack {
     pub woocommerce: Option<WooCommerceHandle>,
     /// The NetSuite sandbox that is the `erp` system when the options configure one.
     pub netsuite: Option<NetSuiteHandle>,
+    /// Requests the NetSuite connector keeps open at once, across every reconciler worker.
+    pub netsuite_concurrency_limit: u32,
     /// The connector client of that sandbox, which also keeps its subscription.
     business_central_client: Option<BusinessCentralClient>,
     pub store: Arc<dyn RecordStore>,
@@ -203,7 +212,7 @@ pub struct LocalStack {
     backlog: Backlog,
     pub rules: Arc<Rules>,
     pub receivers: ReceiverServer,
-    worker: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
     activity: Arc<WorkerActivity>,
 }
 
@@ -403,12 +412,17 @@ impl LocalStack {
         }
         let reconciler = Reconciler::new(rules.clone(), store.clone(), systems);
         let activity = Arc::new(WorkerActivity::default());
-        let worker = tokio::spawn(worker::run(
-            queue.clone(),
-            backlog.clone(),
-            reconciler,
-            activity.clone(),
-        ));
+        let workers = (0..options.workers.max(1))
+            .map(|_| {
+                tokio::spawn(worker::run(
+                    queue.clone(),
+                    backlog.clone(),
+                    reconciler.clone(),
+                    activity.clone(),
+                    options.batch_size.max(1),
+                ))
+            })
+            .collect();
         // Business Central checks the notification URL with a handshake before it creates the
         // subscription, so the receivers must already run.
         if let Some(client) = &business_central_client {
@@ -431,13 +445,14 @@ impl LocalStack {
             bigcommerce,
             woocommerce,
             netsuite,
+            netsuite_concurrency_limit: options.netsuite_concurrency_limit,
             business_central_client,
             store,
             queue,
             backlog,
             rules,
             receivers,
-            worker,
+            workers,
             activity,
         })
     }
@@ -530,7 +545,9 @@ impl LocalStack {
 
     /// Stops the worker, the receiver server and the sandboxes.
     pub async fn shutdown(self) {
-        self.worker.abort();
+        for worker in &self.workers {
+            worker.abort();
+        }
         self.receivers.shutdown();
         self.storefront.shutdown().await;
         self.erp.shutdown().await;

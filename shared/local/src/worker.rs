@@ -1,7 +1,7 @@
 //! Feeds queue batches to the Lambda reconciler handler as SQS events, as the SQS trigger does.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,28 +16,28 @@ use tracing::{error, warn};
 use crate::Backlog;
 
 /// Messages per batch, the SQS trigger's default batch size for FIFO queues.
-const BATCH_SIZE: usize = 10;
+pub(crate) const DEFAULT_BATCH_SIZE: usize = 10;
 
-/// Whether the worker is processing a batch, and when it last did.
+/// How many workers are processing a batch, and when one last started or finished.
 #[derive(Debug)]
 pub struct WorkerActivity {
-    busy: AtomicBool,
+    busy: AtomicUsize,
     last: Mutex<Instant>,
 }
 
 impl Default for WorkerActivity {
     fn default() -> Self {
         Self {
-            busy: AtomicBool::new(false),
+            busy: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
         }
     }
 }
 
 impl WorkerActivity {
-    /// Tells whether a batch is being processed.
+    /// Tells whether any worker is processing a batch.
     pub fn busy(&self) -> bool {
-        self.busy.load(Ordering::SeqCst)
+        self.busy.load(Ordering::SeqCst) > 0
     }
 
     /// Returns how long ago the last batch finished.
@@ -46,25 +46,31 @@ impl WorkerActivity {
     }
 
     fn set_busy(&self, busy: bool) {
-        self.busy.store(busy, Ordering::SeqCst);
+        if busy {
+            self.busy.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+        }
         if let Ok(mut at) = self.last.lock() {
             *at = Instant::now();
         }
     }
 }
 
-/// Receives batches until aborted. Failed messages are left in flight, so they come back after
-/// the visibility timeout and reach the dead-letter queue after the maximum receive count.
+/// Receives batches of up to `batch_size` messages until aborted, like one concurrent Lambda
+/// instance of the reconciler. Failed messages are left in flight, so they come back after the
+/// visibility timeout and reach the dead-letter queue after the maximum receive count.
 pub(crate) async fn run(
     queue: Arc<dyn Queue>,
     backlog: Backlog,
     reconciler: Reconciler,
     activity: Arc<WorkerActivity>,
+    batch_size: usize,
 ) {
     loop {
         // A received message stays in the queue's count until deleted, so a settle check counts it
         // before `busy` is set.
-        let received = match queue.receive(BATCH_SIZE).await {
+        let received = match queue.receive(batch_size).await {
             Ok(received) => received,
             Err(failure) => {
                 error!(error = %failure, "queue receive failed");
