@@ -9,6 +9,8 @@
 //! e. Business Central's notification of step c arrives twice more; nothing is written.
 //! f. The subscription expires and the price changes meanwhile, unnotified; the renewal creates
 //!    a new subscription and its catch-up brings the price to the storefront.
+//! g. A customer signs up and orders two mugs on the storefront; Business Central gets the
+//!    customer and a sales order with its line, ships it, and the storefront order is fulfilled.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use fieldsync_core::Outcome;
 use fieldsync_local::{LocalError, LocalOptions, LocalStack};
 use fieldsync_sandbox::business_central::{BusinessCentralHandle, Item, ItemEdit};
 use fieldsync_sandbox::storefront::{ProductEdit, ProductStatus};
+use fieldsync_sandbox::DocumentKind;
 
 use crate::demo::{finish, heading, money, Checks};
 use crate::table::{print_product_rows, storefront_value};
@@ -181,6 +184,64 @@ async fn play(stack: &LocalStack, checks: &mut Checks) -> anyhow::Result<()> {
         .product_by_sku(SKU)
         .is_some_and(|product| product.status == ProductStatus::Draft);
     checks.expect("f", "storefront product is still a draft", draft.to_string(), "true");
+
+    order_to_shipment(stack, bc, checks).await
+}
+
+/// Step g: a storefront order through Business Central's customers and sales orders.
+async fn order_to_shipment(stack: &LocalStack, bc: &BusinessCentralHandle, checks: &mut Checks) -> anyhow::Result<()> {
+    heading("g", "Ada signs up and orders two mugs; Business Central ships them");
+    let customer = stack.storefront.create_document_as_user(
+        DocumentKind::Customer,
+        &[("name", "\"Ada Lovelace\""), ("email", "\"ada@example.test\"")],
+    );
+    let customer_json = format!("\"{}\"", customer.id);
+    let order = stack.storefront.create_document_as_user(
+        DocumentKind::Order,
+        &[
+            ("customer", customer_json.as_str()),
+            ("email", "\"ada@example.test\""),
+            ("line_items", r#"[{"sku":"MUG-RED","quantity":2,"price":"15.50"}]"#),
+            ("status", "\"placed\""),
+        ],
+    );
+    stack.settle(SETTLE_TIMEOUT).await?;
+    let bc_customer = bc.customer(&customer.id.to_ascii_uppercase());
+    checks.expect(
+        "g",
+        "Business Central customer",
+        bc_customer.map(|customer| customer.display_name).unwrap_or_default(),
+        "Ada Lovelace",
+    );
+    let sales_order = bc
+        .sales_order_by_external(&order.id)
+        .context("Business Central has no sales order for the storefront order")?;
+    let lines: Vec<String> = sales_order
+        .lines
+        .iter()
+        .map(|line| {
+            format!(
+                "{} x{} at {:.2}",
+                line.line_object_number, line.quantity, line.unit_price
+            )
+        })
+        .collect();
+    println!(
+        "Business Central sales order {} for customer {}: {}",
+        sales_order.number,
+        sales_order.customer_number,
+        lines.join(", ")
+    );
+    checks.expect("g", "sales order lines", lines.join(", "), "MUG-RED x2 at 15.50");
+
+    bc.ship_order_as_user(&sales_order.number)?;
+    stack.settle(SETTLE_TIMEOUT).await?;
+    let status = stack
+        .storefront
+        .document(DocumentKind::Order, &order.id)
+        .and_then(|order| order.text("status"))
+        .unwrap_or_default();
+    checks.expect("g", "storefront order status", status, "fulfilled");
     Ok(())
 }
 

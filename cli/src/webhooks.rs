@@ -23,7 +23,7 @@ use fieldsync_core::formats::shopify::SUBSCRIBED_TOPICS;
 use fieldsync_core::Rules;
 use fieldsync_lambda::config::{connections_from_env, variable_prefix, ConnectorKind, Environment, ProcessEnvironment};
 use fieldsync_lambda::renewer::Renewer;
-use fieldsync_lambda::subscriptions::ensure_items_subscription;
+use fieldsync_lambda::subscriptions::ensure_subscriptions;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Action {
@@ -52,29 +52,32 @@ pub(crate) async fn run(rules: &Rules, action: &Action) -> anyhow::Result<ExitCo
                 // The scheduled renewer reads the same variables, so both create the same
                 // subscription.
                 let renewer = Renewer::from_env(&env, rules, queue)?;
-                let ensured = ensure_items_subscription(
+                let results = ensure_subscriptions(
                     &renewer.client,
-                    &renewer.integration,
-                    &renewer.system,
-                    &renewer.notification_url,
-                    renewer.client_state.expose(),
+                    renewer.subscriber(),
+                    &renewer.collections,
                     renewer.queue.as_ref(),
                 )
                 .await
-                .with_context(|| format!("cannot register the {} subscription", connection.system))?;
-                match ensured {
-                    Ensured::Renewed(subscription) => println!(
-                        "{}: renewed Business Central subscription {} until {}",
-                        connection.system,
-                        subscription.id,
-                        expiry(subscription.expires_at)
-                    ),
-                    Ensured::Created(subscription) => println!(
-                        "{}: created Business Central subscription {} until {}; queued a catch-up read of the items",
-                        connection.system,
-                        subscription.id,
-                        expiry(subscription.expires_at)
-                    ),
+                .with_context(|| format!("cannot register the {} subscriptions", connection.system))?;
+                for (collection, ensured) in results {
+                    match ensured {
+                        Ensured::Renewed(subscription) => println!(
+                            "{}: renewed Business Central subscription {} to {} until {}",
+                            connection.system,
+                            subscription.id,
+                            collection.name(),
+                            expiry(subscription.expires_at)
+                        ),
+                        Ensured::Created(subscription) => println!(
+                            "{}: created Business Central subscription {} to {} until {}; queued a catch-up read of the {}",
+                            connection.system,
+                            subscription.id,
+                            collection.name(),
+                            expiry(subscription.expires_at),
+                            collection.name()
+                        ),
+                    }
                 }
             }
             ConnectorKind::Shopify => {

@@ -69,6 +69,14 @@ fn demo_passes_with_business_central() {
     assert_demo_passed(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("ok   storefront price after the catch-up"), "{stdout}");
+    assert!(
+        stdout.contains("ok   sales order lines = \"MUG-RED x2 at 15.50\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   storefront order status = \"fulfilled\""),
+        "{stdout}"
+    );
 }
 
 /// Checks a NetSuite pair's demo: every step, and the concurrency line of step f.
@@ -378,11 +386,15 @@ async fn webhooks_register_renews_or_recreates_business_central() {
         "{stdout}{}",
         String::from_utf8_lossy(&renewed.stderr)
     );
-    assert!(
-        stdout.contains("erp: renewed Business Central subscription"),
-        "{stdout}"
-    );
-    assert_eq!(bc.subscriptions().len(), 1);
+    // One subscription per collection the rules sync: items, customers and sales orders.
+    for collection in ["items", "customers", "salesOrders"] {
+        assert!(
+            stdout.contains("erp: renewed Business Central subscription")
+                && stdout.contains(&format!(" to {collection} ")),
+            "{stdout}"
+        );
+    }
+    assert_eq!(bc.subscriptions().len(), 3);
 
     for subscription in bc.subscriptions() {
         bc.expire_subscription(&subscription.subscription_id).unwrap();
@@ -398,10 +410,20 @@ async fn webhooks_register_renews_or_recreates_business_central() {
         stdout.contains("erp: created Business Central subscription"),
         "{stdout}"
     );
-    assert_eq!(bc.subscriptions().len(), 1);
+    assert_eq!(bc.subscriptions().len(), 3);
     let queued = queue.receive(10).await.unwrap();
-    assert_eq!(queued.len(), 1, "one catch-up notice");
-    assert!(queued[0].body.contains("\"kind\":\"collection\""), "{}", queued[0].body);
+    assert_eq!(queued.len(), 3, "one catch-up notice per collection");
+    for message in &queued {
+        assert!(message.body.contains("\"kind\":\"collection\""), "{}", message.body);
+    }
+    for entity in ["product", "customer", "order"] {
+        assert!(
+            queued
+                .iter()
+                .any(|message| message.body.contains(&format!("\"entity\":\"{entity}\""))),
+            "no catch-up for {entity}"
+        );
+    }
     stack.shutdown().await;
 }
 

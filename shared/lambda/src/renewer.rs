@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig, Ensured};
+use fieldsync_connectors::business_central::{BusinessCentralClient, BusinessCentralConfig, Collection, Ensured};
 use fieldsync_core::ports::Queue;
 use fieldsync_core::{Secret, SystemId};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{json, Value};
 
 use crate::config::{connections_from_env, variable_prefix, ConfigError, ConnectorKind, Environment};
-use crate::subscriptions::ensure_items_subscription;
+use crate::subscriptions::{ensure_subscriptions, subscribed_collections, Subscriber};
 
 /// The renewer's dependencies: the client, the URL Business Central notifies, the clientState
 /// new subscriptions get, and the queue for a catch-up.
@@ -21,6 +21,8 @@ pub struct Renewer {
     pub notification_url: String,
     pub client_state: Secret,
     pub queue: Arc<dyn Queue>,
+    /// The collections to keep subscriptions for: those whose entities the rules declare.
+    pub collections: Vec<Collection>,
 }
 
 impl Renewer {
@@ -70,26 +72,42 @@ impl Renewer {
             notification_url,
             client_state,
             queue,
+            collections: subscribed_collections(rules),
         })
+    }
+
+    /// Returns where the subscriptions send their notifications.
+    pub fn subscriber(&self) -> Subscriber<'_> {
+        Subscriber {
+            integration: &self.integration,
+            system: &self.system,
+            notification_url: &self.notification_url,
+            client_state: self.client_state.expose(),
+        }
     }
 }
 
-/// Renews the subscription, or creates it again and queues a catch-up. A failure fails the
+/// Renews each subscription, or creates it again and queues a catch-up. A failure fails the
 /// invocation, so the schedule's next run, or EventBridge's retry, tries again.
 pub async fn handle(renewer: &Renewer, _event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let ensured = ensure_items_subscription(
+    let results = ensure_subscriptions(
         &renewer.client,
-        &renewer.integration,
-        &renewer.system,
-        &renewer.notification_url,
-        renewer.client_state.expose(),
+        renewer.subscriber(),
+        &renewer.collections,
         renewer.queue.as_ref(),
     )
     .await?;
-    Ok(match ensured {
-        Ensured::Renewed(subscription) => json!({ "renewed": subscription.id }),
-        Ensured::Created(subscription) => json!({ "created": subscription.id, "catch_up": true }),
-    })
+    let report: serde_json::Map<String, Value> = results
+        .into_iter()
+        .map(|(collection, ensured)| {
+            let outcome = match ensured {
+                Ensured::Renewed(subscription) => json!({ "renewed": subscription.id }),
+                Ensured::Created(subscription) => json!({ "created": subscription.id, "catch_up": true }),
+            };
+            (collection.name().to_owned(), outcome)
+        })
+        .collect();
+    Ok(Value::Object(report))
 }
 
 #[cfg(test)]
@@ -149,5 +167,6 @@ mod tests {
         let renewer = Renewer::from_env(&env, &rules, Arc::new(NoQueue)).unwrap();
         assert_eq!(renewer.client_state.expose(), "cs-new");
         assert_eq!(renewer.system.as_str(), "erp");
+        assert!(renewer.collections.is_empty(), "the rules declare no entity");
     }
 }

@@ -1,15 +1,18 @@
-//! Keeping Business Central's webhook subscription alive, from the CLI and from the scheduled
+//! Keeping Business Central's webhook subscriptions alive, from the CLI and from the scheduled
 //! renewer function.
 //!
-//! A subscription lives three days, so it is renewed about twice a day. It can be gone, expired
-//! after missed renewals or deleted by Business Central after a 4xx response. Then a new one is
-//! created and a `collection` notice covering a subscription's whole lifetime is queued, so the
-//! reconciler reads every item changed while no subscription existed.
+//! Business Central subscribes to one collection per subscription, so an integration that syncs
+//! products, customers and orders keeps three: `items`, `customers` and `salesOrders`, one for
+//! each of those entities its rules declare. A subscription lives three days, so it is renewed
+//! about twice a day. It can be gone, expired after missed renewals or deleted by Business
+//! Central after a 4xx response. Then a new one is created and a `collection` notice covering a
+//! subscription's whole lifetime is queued, so the reconciler reads every record of that
+//! collection changed while no subscription existed.
 
 use chrono::{Duration, Utc};
-use fieldsync_connectors::business_central::{BusinessCentralClient, Ensured};
+use fieldsync_connectors::business_central::{BusinessCentralClient, Collection, Ensured};
 use fieldsync_core::ports::{Queue, QueueError, SystemError};
-use fieldsync_core::{EntityType, Notice, NoticeKind, SystemId};
+use fieldsync_core::{EntityType, Notice, NoticeKind, Rules, SystemId};
 use fieldsync_pipeline::message::encode_notice;
 use tracing::{info, warn};
 
@@ -28,8 +31,40 @@ pub enum RenewError {
     Encode(#[from] serde_json::Error),
 }
 
-/// Renews or creates the subscription of the items collection for `notification_url`, and
-/// queues a catch-up when it had to be created. Returns what happened.
+/// Returns the collections whose entities the rules declare, items first.
+pub fn subscribed_collections(rules: &Rules) -> Vec<Collection> {
+    Collection::ALL
+        .into_iter()
+        .filter(|collection| rules.entity(&EntityType::new(collection.entity())).is_some())
+        .collect()
+}
+
+/// Where a Business Central subscription sends its notifications.
+#[derive(Debug, Clone, Copy)]
+pub struct Subscriber<'a> {
+    pub integration: &'a str,
+    pub system: &'a SystemId,
+    pub notification_url: &'a str,
+    pub client_state: &'a str,
+}
+
+/// Renews or creates the subscription of each collection for the subscriber's URL, and queues a
+/// catch-up for each one that had to be created. Returns what happened, per collection.
+pub async fn ensure_subscriptions(
+    client: &BusinessCentralClient,
+    subscriber: Subscriber<'_>,
+    collections: &[Collection],
+    queue: &dyn Queue,
+) -> Result<Vec<(Collection, Ensured)>, RenewError> {
+    let mut results = Vec::new();
+    for collection in collections {
+        let ensured = ensure_subscription(client, subscriber, *collection, queue).await?;
+        results.push((*collection, ensured));
+    }
+    Ok(results)
+}
+
+/// Renews or creates the subscription of the items collection, as [`ensure_subscriptions`] does.
 pub async fn ensure_items_subscription(
     client: &BusinessCentralClient,
     integration: &str,
@@ -38,24 +73,45 @@ pub async fn ensure_items_subscription(
     client_state: &str,
     queue: &dyn Queue,
 ) -> Result<Ensured, RenewError> {
-    let resource = client.items_resource();
+    let subscriber = Subscriber {
+        integration,
+        system,
+        notification_url,
+        client_state,
+    };
+    ensure_subscription(client, subscriber, Collection::Items, queue).await
+}
+
+async fn ensure_subscription(
+    client: &BusinessCentralClient,
+    subscriber: Subscriber<'_>,
+    collection: Collection,
+    queue: &dyn Queue,
+) -> Result<Ensured, RenewError> {
+    let resource = client.collection_resource(collection);
     let ensured = client
-        .ensure_subscription(notification_url, &resource, client_state)
+        .ensure_collection_subscription(collection, subscriber.notification_url, subscriber.client_state)
         .await?;
     match &ensured {
         Ensured::Renewed(subscription) => {
-            info!(subscription = subscription.id, expires_at = ?subscription.expires_at, "subscription renewed");
+            info!(
+                subscription = subscription.id,
+                collection = collection.name(),
+                expires_at = ?subscription.expires_at,
+                "subscription renewed"
+            );
         }
         Ensured::Created(subscription) => {
             warn!(
                 subscription = subscription.id,
+                collection = collection.name(),
                 "subscription created; reading changes it may have missed"
             );
             let now = Utc::now();
             let notice = Notice {
-                integration: integration.to_owned(),
-                source: system.clone(),
-                entity: EntityType::new("product"),
+                integration: subscriber.integration.to_owned(),
+                source: subscriber.system.clone(),
+                entity: EntityType::new(collection.entity()),
                 resource: resource.clone(),
                 kind: NoticeKind::Collection,
                 event_id: format!("catch-up:{}", subscription.id),

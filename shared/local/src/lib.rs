@@ -36,7 +36,7 @@ use fieldsync_embedded::{EmbeddedGovernor, EmbeddedQueue, EmbeddedStore, QueueSe
 use fieldsync_lambda::config::{Connection, ConnectorKind};
 use fieldsync_lambda::metrics::MetricsSink;
 use fieldsync_lambda::receiver::Receiver;
-use fieldsync_lambda::subscriptions::ensure_items_subscription;
+use fieldsync_lambda::subscriptions::{ensure_subscriptions, subscribed_collections, Subscriber};
 use fieldsync_pipeline::Reconciler;
 use fieldsync_sandbox::bigcommerce::{
     BigCommerceConfig as BigCommerceSandboxConfig, BigCommerceHandle, BigCommerceSandbox,
@@ -426,15 +426,15 @@ impl LocalStack {
         // Business Central checks the notification URL with a handshake before it creates the
         // subscription, so the receivers must already run.
         if let Some(client) = &business_central_client {
-            ensure_items_subscription(
-                client,
-                &rules.integration,
-                &SystemId::new("erp"),
-                &receivers.url("erp"),
-                BUSINESS_CENTRAL_CLIENT_STATE,
-                queue.as_ref(),
-            )
-            .await?;
+            let erp = SystemId::new("erp");
+            let url = receivers.url("erp");
+            let subscriber = Subscriber {
+                integration: &rules.integration,
+                system: &erp,
+                notification_url: &url,
+                client_state: BUSINESS_CENTRAL_CLIENT_STATE,
+            };
+            ensure_subscriptions(client, subscriber, &subscribed_collections(&rules), queue.as_ref()).await?;
         }
 
         Ok(Self {
@@ -493,24 +493,31 @@ impl LocalStack {
         }
     }
 
-    /// Renews the Business Central subscription, or creates it again and catches up when it is
-    /// gone, as the scheduled renewer does in AWS.
+    /// Renews the Business Central subscriptions, or creates each again and catches up when it
+    /// is gone, as the scheduled renewer does in AWS. Returns what happened to the first
+    /// subscription, the items one when the rules sync products.
     pub async fn renew_business_central_subscription(
         &self,
     ) -> Result<Option<fieldsync_connectors::business_central::Ensured>, LocalError> {
         let Some(client) = &self.business_central_client else {
             return Ok(None);
         };
-        let ensured = ensure_items_subscription(
+        let erp = SystemId::new("erp");
+        let url = self.receivers.url("erp");
+        let subscriber = Subscriber {
+            integration: &self.rules.integration,
+            system: &erp,
+            notification_url: &url,
+            client_state: BUSINESS_CENTRAL_CLIENT_STATE,
+        };
+        let results = ensure_subscriptions(
             client,
-            &self.rules.integration,
-            &SystemId::new("erp"),
-            &self.receivers.url("erp"),
-            BUSINESS_CENTRAL_CLIENT_STATE,
+            subscriber,
+            &subscribed_collections(&self.rules),
             self.queue.as_ref(),
         )
         .await?;
-        Ok(Some(ensured))
+        Ok(results.into_iter().map(|(_, ensured)| ensured).next())
     }
 
     /// Returns how many messages wait or are in flight on the queue.
