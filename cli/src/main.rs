@@ -295,37 +295,64 @@ fn local_options_with(cli: &Cli, rules_file: &Path) -> anyhow::Result<LocalOptio
     })
 }
 
+/// Prints the address and webhook secret of the sandbox behind each receiver.
+fn print_sandboxes(stack: &LocalStack) {
+    let state = "state: GET /_sandbox/state";
+    match (&stack.bigcommerce, &stack.woocommerce) {
+        (Some(shop), _) => {
+            println!("  BigCommerce sandbox: {} ({state})", shop.base_url());
+            println!(
+                "  BigCommerce client secret: {}",
+                fieldsync_local::BIGCOMMERCE_CLIENT_SECRET
+            );
+        }
+        (_, Some(shop)) => {
+            println!("  WooCommerce sandbox: {} ({state})", shop.base_url());
+            println!(
+                "  WooCommerce webhook secret: {}",
+                fieldsync_local::WOOCOMMERCE_WEBHOOK_SECRET
+            );
+        }
+        (None, None) => {
+            println!("  storefront sandbox:  {} ({state})", stack.storefront.base_url());
+            println!(
+                "  storefront webhook secret: {}",
+                fieldsync_local::STOREFRONT_WEBHOOK_SECRET
+            );
+        }
+    }
+    match (&stack.business_central, &stack.netsuite) {
+        (Some(business_central), _) => {
+            println!(
+                "  Business Central sandbox: {} (company {}, {state})",
+                business_central.base_url(),
+                business_central.company_id()
+            );
+            println!(
+                "  Business Central clientState: {} (the erp receiver takes its notifications)",
+                fieldsync_local::BUSINESS_CENTRAL_CLIENT_STATE
+            );
+        }
+        (_, Some(netsuite)) => {
+            println!("  NetSuite sandbox:    {} ({state})", netsuite.base_url());
+            println!(
+                "  NetSuite outbox secret:    {}",
+                fieldsync_local::NETSUITE_WEBHOOK_SECRET
+            );
+        }
+        (None, None) => {
+            println!("  ERP sandbox:         {} ({state})", stack.erp.base_url());
+            println!("  ERP webhook secret:        {}", fieldsync_local::ERP_WEBHOOK_SECRET);
+        }
+    }
+}
+
 async fn dev(options: LocalOptions) -> anyhow::Result<ExitCode> {
     let stack = LocalStack::start(options).await?;
     println!("fieldsync dev stack running (Ctrl-C to stop)");
     println!("  storefront webhooks: POST {}", stack.receivers.url("storefront"));
     println!("  ERP webhooks:        POST {}", stack.receivers.url("erp"));
-    println!(
-        "  storefront sandbox:  {} (state: GET /_sandbox/state)",
-        stack.storefront.base_url()
-    );
-    println!(
-        "  storefront webhook secret: {}",
-        fieldsync_local::STOREFRONT_WEBHOOK_SECRET
-    );
-    if stack.business_central.is_none() {
-        println!(
-            "  ERP sandbox:         {} (state: GET /_sandbox/state)",
-            stack.erp.base_url()
-        );
-        println!("  ERP webhook secret:        {}", fieldsync_local::ERP_WEBHOOK_SECRET);
-    }
-    if let Some(business_central) = &stack.business_central {
-        println!(
-            "  Business Central sandbox: {} (company {}, state: GET /_sandbox/state)",
-            business_central.base_url(),
-            business_central.company_id()
-        );
-        println!(
-            "  Business Central clientState: {} (the erp receiver takes its notifications)",
-            fieldsync_local::BUSINESS_CENTRAL_CLIENT_STATE
-        );
-    }
+    print_sandboxes(&stack);
     tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
     stack.shutdown().await;
     Ok(ExitCode::SUCCESS)
