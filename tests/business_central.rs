@@ -148,9 +148,10 @@ async fn rate_limited_reads_back_off_and_lose_nothing() {
     // A large receive count keeps throttled messages out of the dead-letter queue, as SQS's
     // redrive policy of 5 receives does at a 180 s visibility timeout.
     options.queue.max_receive_count = 50;
+    // The burst covers creating the three subscriptions (a list and a create each) at start.
     options.business_central = Some(BusinessCentralConfig {
         rate_limit: RateLimitConfig {
-            burst_requests: 4,
+            burst_requests: 8,
             refill_requests_per_sec: 4.0,
         },
         ..BusinessCentralConfig::default()
