@@ -105,6 +105,19 @@ async fn malformed_notification_gets_202_never_400() {
     assert!(queue.is_empty());
 }
 
+/// Business Central's clientState is inside the JSON, so the body is parsed before anything is
+/// authenticated: a deeply nested body must neither crash the function nor cost quadratic time.
+#[tokio::test]
+async fn deeply_nested_body_gets_202() {
+    let queue = Arc::new(EmbeddedQueue::new(QueueSettings::default()));
+    let body = format!("{{\"value\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000));
+    let response = handle(&receiver(queue.clone(), &["cs-NEW"]), request(&body, "", &[]))
+        .await
+        .unwrap();
+    assert_eq!(status_and_body(&response).0, 202);
+    assert!(queue.is_empty());
+}
+
 #[tokio::test]
 async fn rotation_accepts_old_and_new_client_state() {
     let queue = Arc::new(EmbeddedQueue::new(QueueSettings::default()));

@@ -10,6 +10,38 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// The deepest nesting of arrays and objects [`Wire::parse`] accepts. Webhook payloads of the
+/// platforms fieldsync reads nest fewer than ten levels.
+pub const MAX_DEPTH: usize = 64;
+
+/// Returns the deepest nesting of arrays and objects in a JSON text, ignoring brackets inside
+/// strings. Malformed text gives some depth, and the parser then rejects it.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0_usize, 0_usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in bytes {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                (false, _) => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// A JSON value whose numbers keep their literal text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -24,8 +56,17 @@ pub enum Wire {
 }
 
 impl Wire {
-    /// Parses a JSON document without converting its numbers to binary floating point.
+    /// Parses a JSON document without converting its numbers to binary floating point. A document
+    /// nested deeper than [`MAX_DEPTH`] is rejected before parsing: each level is parsed again
+    /// from its raw text by a recursive call, so unbounded nesting from an unauthenticated sender
+    /// would cost quadratic time and overflow the stack.
     pub fn parse(bytes: &[u8]) -> Result<Wire, serde_json::Error> {
+        let depth = nesting_depth(bytes);
+        if depth > MAX_DEPTH {
+            return Err(serde::de::Error::custom(format!(
+                "JSON nested {depth} levels deep; at most {MAX_DEPTH} are accepted"
+            )));
+        }
         let raw: Box<RawValue> = serde_json::from_slice(bytes)?;
         Self::from_raw(&raw)
     }
@@ -126,6 +167,26 @@ impl Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_rejected_quickly() {
+        let body = format!("{{\"value\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000));
+        let error = Wire::parse(body.as_bytes()).unwrap_err();
+        assert!(error.to_string().contains("20001 levels deep"), "{error}");
+    }
+
+    #[test]
+    fn nesting_at_the_limit_parses() {
+        let body = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(Wire::parse(body.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn brackets_in_strings_do_not_count() {
+        let body = format!(r#"{{"note":"{}\"{}"}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(Wire::parse(body.as_bytes()).is_ok());
+        assert_eq!(nesting_depth(body.as_bytes()), 1);
+    }
 
     #[test]
     fn parse_keeps_number_text() {
