@@ -157,8 +157,8 @@ impl WebhookFormat for BigCommerceFormat {
             .trim()
             .parse()
             .map_err(|_| unauthorized("webhook-timestamp is not Unix seconds"))?;
-        let skew = ((self.clock)().timestamp() - seconds).abs();
-        if skew > self.tolerance.num_seconds() {
+        let skew = (self.clock)().timestamp().abs_diff(seconds);
+        if skew > self.tolerance.num_seconds().unsigned_abs() {
             return Err(unauthorized("webhook-timestamp is outside the tolerance"));
         }
 

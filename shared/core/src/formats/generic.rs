@@ -155,7 +155,7 @@ fn verify_hmac(spec: &HmacSpec, secrets: &[Secret], request: &InboundRequest) ->
             .trim()
             .parse()
             .map_err(|_| unauthorized(format!("{} is not Unix seconds", check.header)))?;
-        if (request.received_at.timestamp() - seconds).abs() > check.tolerance_secs {
+        if request.received_at.timestamp().abs_diff(seconds) > check.tolerance_secs.unsigned_abs() {
             return Err(unauthorized(format!("{} is outside the tolerance", check.header)));
         }
     }

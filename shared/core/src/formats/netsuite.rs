@@ -138,8 +138,8 @@ impl WebhookFormat for NetSuiteFormat {
         let seconds: i64 = timestamp
             .parse()
             .map_err(|_| unauthorized(format!("{TIMESTAMP_HEADER} is not Unix seconds")))?;
-        let skew = (request.received_at.timestamp() - seconds).abs();
-        if skew > self.tolerance.num_seconds() {
+        let skew = request.received_at.timestamp().abs_diff(seconds);
+        if skew > self.tolerance.num_seconds().unsigned_abs() {
             return Err(unauthorized(format!("{TIMESTAMP_HEADER} is outside the tolerance")));
         }
 

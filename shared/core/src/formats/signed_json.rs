@@ -58,8 +58,8 @@ impl WebhookFormat for SignedJsonFormat {
             .trim()
             .parse()
             .map_err(|_| unauthorized("X-Fieldsync-Timestamp is not Unix seconds"))?;
-        let skew = (request.received_at.timestamp() - seconds).abs();
-        if skew > self.tolerance.num_seconds() {
+        let skew = request.received_at.timestamp().abs_diff(seconds);
+        if skew > self.tolerance.num_seconds().unsigned_abs() {
             return Err(unauthorized("X-Fieldsync-Timestamp is outside the tolerance"));
         }
 
@@ -252,6 +252,15 @@ mod tests {
         let late = signed(ITEM, 1_750_000_000 - 301, SECRET);
         assert!(matches!(format().verify(&late), Err(Rejection::Unauthorized { .. })));
         assert_eq!(format().verify(&signed(ITEM, 1_750_000_000 - 300, SECRET)), Ok(()));
+    }
+
+    #[test]
+    fn extreme_timestamp_is_unauthorized_not_wrapped() {
+        // `now - i64::MIN + now` would wrap to a small skew without the unsigned difference.
+        let forged = signed(ITEM, i64::MIN + 1_750_000_000, SECRET);
+        assert!(matches!(format().verify(&forged), Err(Rejection::Unauthorized { .. })));
+        let minimum = signed(ITEM, i64::MIN, SECRET);
+        assert!(matches!(format().verify(&minimum), Err(Rejection::Unauthorized { .. })));
     }
 
     #[test]
