@@ -82,16 +82,34 @@ async fn vector_is_verified_on_raw_bytes() {
     )
     .await;
 
+    // Accepted on the exact bytes. The vector's product has no SKU, fieldsync's product key, so
+    // it is acknowledged and logged without a change: keying it by its WooCommerce id could meet
+    // an ERP item whose SKU is that number.
+    assert_eq!(status, 200);
+    assert!(queue.is_empty());
+
+    // The same bytes with a SKU added and signed again are read as a change, with the escaped
+    // `\u00e9` decoded and the time taken from the GMT member.
+    let with_sku = String::from_utf8(body)
+        .unwrap()
+        .replacen(r#""id":7001,"#, r#""id":7001,"sku":"CAFE-MUG","#, 1);
+    let status = deliver(
+        &receiver(queue.clone(), VECTOR_SECRET),
+        "product.updated",
+        with_sku.as_bytes(),
+        &shopify_signature(VECTOR_SECRET, with_sku.as_bytes()),
+    )
+    .await;
     assert_eq!(status, 200);
     let messages = queued(&queue).await;
     assert_eq!(messages.len(), 1);
     let Queued::Change(change) = &messages[0] else {
         panic!("expected a change");
     };
+    assert_eq!(change.record.key, "CAFE-MUG");
     assert_eq!(change.fields[&FieldName::new("name")], Wire::Text("Café mug".into()));
     assert_eq!(change.fields[&FieldName::new("price")], Wire::Text("19.90".into()));
     assert_eq!(change.external_id.as_deref(), Some("7001"));
-    assert_eq!(change.event_id, "5e9c1ab0d2f84c7b9a3e6f10c2d4b8a1");
     assert_eq!(change.occurred_at, Utc.with_ymd_and_hms(2025, 3, 9, 7, 30, 0).unwrap());
 }
 
@@ -138,8 +156,9 @@ async fn creation_ping_gets_200_and_queues_nothing() {
 #[tokio::test]
 async fn dst_day_time_comes_from_gmt() {
     let queue = Arc::new(EmbeddedQueue::new(QueueSettings::default()));
-    // 02:30 local did not exist in New York on 2025-03-09; the GMT member is the instant.
-    let body = br#"{"id":9002,"date_modified":"2025-03-09T02:30:00","date_modified_gmt":"2025-03-09T07:30:00"}"#;
+    // 02:30 local did not exist in New York on 2025-03-09; the GMT member is the instant. The
+    // case's payload plus a SKU, without which the product is acknowledged and skipped.
+    let body = br#"{"id":9002,"sku":"MUG-DST","date_modified":"2025-03-09T02:30:00","date_modified_gmt":"2025-03-09T07:30:00"}"#;
 
     let status = deliver(
         &receiver(queue.clone(), SECRET),

@@ -417,10 +417,12 @@ impl SystemClient for WooCommerceClient {
         let shared = product_fields(&product);
 
         if product.get("type").and_then(Wire::as_text) != Some("variable") {
-            let key = product
-                .get("sku")
-                .and_then(Wire::as_key)
-                .unwrap_or_else(|| id.to_string());
+            // The SKU is the record key; a product without one cannot be matched to an ERP item,
+            // and its WooCommerce id could equal another item's SKU.
+            let Some(key) = product.get("sku").and_then(Wire::as_key) else {
+                tracing::info!(product_id = id, "product without SKU skipped");
+                return Ok(Vec::new());
+            };
             let mut fields = shared;
             fields.extend(stock_fields(&product));
             return Ok(vec![self.change(notice, key, id.to_string(), fields, &[&product])]);

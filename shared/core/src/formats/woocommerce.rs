@@ -150,12 +150,26 @@ impl WebhookFormat for WooCommerceFormat {
         let occurred_at = modified_gmt(&product).unwrap_or(request.received_at);
         let event_id = event_id(request, topic);
 
-        if product.get("type").and_then(Wire::as_text) == Some("variable") {
+        // A variable product lists its variation ids only, and a variation's own payload lacks
+        // the product-level fields, so both are read back through the parent product.
+        let product_type = product.get("type").and_then(Wire::as_text);
+        let parent = match product_type {
+            Some("variable") => Some(id.clone()),
+            Some("variation") => Some(
+                product
+                    .get("parent_id")
+                    .and_then(Wire::as_key)
+                    .filter(|parent| parent != "0")
+                    .ok_or_else(|| malformed(&format!("variation {id} has no parent_id")))?,
+            ),
+            _ => None,
+        };
+        if let Some(parent) = parent {
             return Ok(Normalized::Notices(vec![Notice {
                 integration: self.integration.clone(),
                 source: self.source.clone(),
                 entity: EntityType::new("product"),
-                resource: format!("products/{id}"),
+                resource: format!("products/{parent}"),
                 kind,
                 event_id,
                 occurred_at,
@@ -163,9 +177,13 @@ impl WebhookFormat for WooCommerceFormat {
             }]));
         }
 
-        // NOTE: a product without a SKU is keyed by its WooCommerce id, so it does not meet the
-        // ERP's record until a SKU is set.
-        let key = product.get("sku").and_then(Wire::as_key).unwrap_or_else(|| id.clone());
+        // The SKU is the record key. A product without one cannot be matched to an ERP item, and
+        // keying it by its WooCommerce id could meet an item whose SKU is that number.
+        let Some(key) = product.get("sku").and_then(Wire::as_key) else {
+            return Ok(Normalized::Ignored {
+                topic: format!("{topic} of product {id} without a SKU"),
+            });
+        };
         let mut fields = product_fields(&product);
         fields.extend(stock_fields(&product));
         Ok(Normalized::Changes(vec![ChangeSet {
@@ -202,11 +220,14 @@ fn event_id(request: &InboundRequest, topic: &str) -> String {
 }
 
 /// Parses a WooCommerce `*_gmt` time, `2025-03-09T07:30:00` (naive, UTC), optionally with
-/// fractional seconds.
+/// fractional seconds. A time with a zone (`…Z` or `…+00:00`), which some plugins write, is read
+/// with its zone.
 pub fn parse_gmt(text: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
+    let text = text.trim();
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
         .ok()
         .map(|naive| naive.and_utc())
+        .or_else(|| crate::ingest::parse_offset_time(text))
 }
 
 /// Returns a product's or variation's `date_modified_gmt` as a UTC instant.
@@ -352,17 +373,52 @@ mod tests {
 
     #[test]
     fn vector_v2_name_keeps_non_ascii() {
-        let changes = changes(
-            format(&[V2_SECRET])
-                .normalize(&product_request(V2_BODY, "product.updated"))
-                .unwrap(),
+        // The vector's product has no SKU, so the receiver acknowledges it without a change; its
+        // values are still read from the raw bytes as a product with a SKU would be.
+        let normalized = format(&[V2_SECRET])
+            .normalize(&product_request(V2_BODY, "product.updated"))
+            .unwrap();
+        assert_eq!(
+            normalized,
+            Normalized::Ignored {
+                topic: "product.updated of product 7001 without a SKU".into()
+            }
         );
-        assert_eq!(changes.len(), 1);
-        let change = &changes[0];
-        assert_eq!(change.fields[&FieldName::new("name")], Wire::Text("Café mug".into()));
-        assert_eq!(change.fields[&FieldName::new("price")], Wire::Text("19.90".into()));
-        assert_eq!(change.external_id.as_deref(), Some("7001"));
-        assert_eq!(change.event_id, "d-1");
+        let fields = product_fields(&Wire::parse(V2_BODY).unwrap());
+        assert_eq!(fields[&FieldName::new("name")], Wire::Text("Café mug".into()));
+    }
+
+    #[test]
+    fn product_without_sku_never_takes_its_id_as_key() {
+        let body = br#"{"id":7001,"type":"simple","name":"Gift card","sku":"","regular_price":"25.00"}"#;
+        let normalized = format(&["s"])
+            .normalize(&product_request(body, "product.updated"))
+            .unwrap();
+        assert!(matches!(normalized, Normalized::Ignored { .. }), "{normalized:?}");
+    }
+
+    #[test]
+    fn variation_payload_becomes_parent_notice() {
+        let body = br#"{"id":7005,"type":"variation","parent_id":7000,"sku":"MUG-LATE","regular_price":"9.00"}"#;
+        let normalized = format(&["s"])
+            .normalize(&product_request(body, "product.updated"))
+            .unwrap();
+        let Normalized::Notices(notices) = normalized else {
+            panic!("expected a notice, got {normalized:?}");
+        };
+        assert_eq!(notices[0].resource, "products/7000");
+        let orphan = br#"{"id":7005,"type":"variation","parent_id":0,"sku":"MUG-LATE"}"#;
+        let result = format(&["s"]).normalize(&product_request(orphan, "product.updated"));
+        assert!(matches!(result, Err(Rejection::Malformed { .. })), "{result:?}");
+    }
+
+    #[test]
+    fn gmt_time_with_zone_is_read() {
+        assert_eq!(
+            parse_gmt("2025-06-01T10:00:00Z"),
+            Some(Utc.with_ymd_and_hms(2025, 6, 1, 10, 0, 0).unwrap())
+        );
+        assert_eq!(parse_gmt("yesterday"), None);
     }
 
     #[test]
@@ -396,7 +452,7 @@ mod tests {
 
     #[test]
     fn dst_day_time_comes_from_gmt_member() {
-        let body = br#"{"id":9002,"date_modified":"2025-03-09T02:30:00","date_modified_gmt":"2025-03-09T07:30:00"}"#;
+        let body = br#"{"id":9002,"sku":"MUG-DST","date_modified":"2025-03-09T02:30:00","date_modified_gmt":"2025-03-09T07:30:00"}"#;
         let changes = changes(
             format(&["s"])
                 .normalize(&product_request(body, "product.updated"))
