@@ -165,9 +165,13 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, so the demo's tables on stdout stay readable when either is redirected,
+    // and carry colour codes only on a terminal.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&cli.log))
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli).await {
         Ok(code) => code,
@@ -300,7 +304,10 @@ fn print_sandboxes(stack: &LocalStack) {
     let state = "state: GET /_sandbox/state";
     match (&stack.bigcommerce, &stack.woocommerce) {
         (Some(shop), _) => {
-            println!("  BigCommerce sandbox: {} ({state})", shop.base_url());
+            // The API base ends in /stores/<hash>; the sandbox state is served at the root.
+            let api = shop.base_url();
+            let root = api.split("/stores/").next().unwrap_or(&api).to_owned();
+            println!("  BigCommerce sandbox: {api} (state: GET {root}/_sandbox/state)");
             println!(
                 "  BigCommerce client secret: {}",
                 fieldsync_local::BIGCOMMERCE_CLIENT_SECRET

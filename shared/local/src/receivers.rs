@@ -36,7 +36,9 @@ struct ServerState {
 }
 
 impl ReceiverServer {
-    /// Serves `POST /webhooks/<side>` for each named receiver on 127.0.0.1:`port`.
+    /// Serves `POST /webhooks/<side>` for each named receiver on 127.0.0.1:`port`, and the
+    /// deployed shape `POST /webhooks/<integration>/<side>`, whose integration the receiver
+    /// checks as it does behind API Gateway.
     pub async fn start(port: u16, receivers: BTreeMap<String, Receiver>) -> Result<Self, LocalError> {
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await
@@ -49,7 +51,10 @@ impl ReceiverServer {
             receivers: Arc::new(receivers),
             last_request: last_request.clone(),
         };
-        let app = Router::new().route("/webhooks/{side}", post(receive)).with_state(state);
+        let app = Router::new()
+            .route("/webhooks/{side}", post(receive))
+            .route("/webhooks/{integration}/{side}", post(receive_deployed_path))
+            .with_state(state);
         let task = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
                 error!(error = %error, "receiver server stopped");
@@ -79,10 +84,24 @@ impl ReceiverServer {
 }
 
 async fn receive(State(state): State<ServerState>, Path(side): Path<String>, request: Request) -> Response {
+    serve(&state, &side, None, request).await
+}
+
+async fn receive_deployed_path(
+    State(state): State<ServerState>,
+    Path((integration, side)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    serve(&state, &side, Some(integration), request).await
+}
+
+/// Hands one request to the receiver of `side` as a Lambda HTTP event, with the integration
+/// path parameter when the URL named one.
+async fn serve(state: &ServerState, side: &str, integration: Option<String>, request: Request) -> Response {
     if let Ok(mut at) = state.last_request.lock() {
         *at = Instant::now();
     }
-    let Some(receiver) = state.receivers.get(&side) else {
+    let Some(receiver) = state.receivers.get(side) else {
         return (axum::http::StatusCode::NOT_FOUND, format!("no receiver for {side:?}")).into_response();
     };
 
@@ -105,7 +124,11 @@ async fn receive(State(state): State<ServerState>, Path(side): Path<String>, req
     *lambda_request.method_mut() = parts.method;
     *lambda_request.uri_mut() = parts.uri;
     *lambda_request.headers_mut() = parts.headers;
-    let lambda_request = lambda_request.with_query_string_parameters(query);
+    let mut lambda_request = lambda_request.with_query_string_parameters(query);
+    if let Some(integration) = integration {
+        let parameters = HashMap::from([("integration".to_owned(), integration)]);
+        lambda_request = lambda_request.with_path_parameters(parameters);
+    }
 
     let response = match handle(receiver, lambda_request).await {
         Ok(response) => response,
@@ -152,7 +175,44 @@ fn hex_value(digit: u8) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use std::sync::Arc;
+
+    use fieldsync_core::formats::signed_json::SignedJsonFormat;
+    use fieldsync_core::{Secret, SystemId};
+    use fieldsync_embedded::{EmbeddedQueue, QueueSettings};
+    use fieldsync_lambda::metrics::MetricsSink;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn deployed_path_checks_the_integration() {
+        let receiver = Receiver {
+            integration: "demo".to_owned(),
+            format: Arc::new(SignedJsonFormat {
+                integration: "demo".to_owned(),
+                source: SystemId::new("erp"),
+                secrets: vec![Secret::new("s")],
+                tolerance: chrono::Duration::seconds(300),
+            }),
+            queue: Arc::new(EmbeddedQueue::new(QueueSettings::default())),
+            metrics: MetricsSink::Off,
+        };
+        let server = ReceiverServer::start(0, BTreeMap::from([("erp".to_owned(), receiver)]))
+            .await
+            .unwrap();
+        let client = reqwest::Client::new();
+        let status = |path: &'static str| {
+            let request = client.post(format!("{}{path}", server.base_url)).body("{}");
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+
+        // The signature is missing, so a URL that reaches the receiver gets 401.
+        assert_eq!(status("/webhooks/erp").await, 401);
+        assert_eq!(status("/webhooks/demo/erp").await, 401);
+        assert_eq!(status("/webhooks/acme/erp").await, 404, "another integration");
+        assert_eq!(status("/webhooks/demo/pim").await, 404, "no such side");
+        server.shutdown();
+    }
 
     #[test]
     fn percent_decode_keeps_plus_signs() {
