@@ -17,6 +17,9 @@ use crate::message::{self, Queued};
 use crate::report::ErrorChain;
 
 mod parking;
+mod reads;
+
+use reads::RecentReads;
 
 /// Conditional-write attempts per record before the batch item fails and SQS redelivers it.
 const MAX_CONFLICT_RETRIES: u32 = 8;
@@ -125,6 +128,8 @@ pub struct Reconciler {
     rules: Arc<Rules>,
     store: Arc<dyn RecordStore>,
     systems: BTreeMap<SystemId, Arc<dyn SystemClient>>,
+    /// Shared by clones, so every worker of a process knows the reads the others applied.
+    recent_reads: Arc<RecentReads>,
 }
 
 impl Reconciler {
@@ -134,7 +139,12 @@ impl Reconciler {
         store: Arc<dyn RecordStore>,
         systems: BTreeMap<SystemId, Arc<dyn SystemClient>>,
     ) -> Self {
-        Self { rules, store, systems }
+        Self {
+            rules,
+            store,
+            systems,
+            recent_reads: Arc::new(RecentReads::default()),
+        }
     }
 
     /// Returns the rules this reconciler applies.
@@ -152,6 +162,9 @@ impl Reconciler {
         // so SQS FIFO redelivers them in order.
         let mut failed_resources: Vec<String> = Vec::new();
         let mut read_in_batch: BTreeMap<String, Vec<ChangeSet>> = BTreeMap::new();
+        // Reads made in this batch: the notice's source and resource, when the read started, and
+        // the message that asked for it. Each is remembered once that message succeeded.
+        let mut reads_made: Vec<(SystemId, String, chrono::DateTime<Utc>, String)> = Vec::new();
         for item in items {
             let changes = match message::decode_queued(&item.body) {
                 Ok(Queued::Change(change)) => vec![change],
@@ -170,11 +183,25 @@ impl Reconciler {
                                 change
                             })
                             .collect()
+                    } else if self.recent_reads.covers(&notice) {
+                        debug!(
+                            message_id = item.message_id,
+                            resource = notice.resource,
+                            "notice covered by a read that started after it arrived"
+                        );
+                        Vec::new()
                     } else {
+                        let read_at = Utc::now();
                         match self.resolve(&notice).await {
                             Ok(changes) => {
                                 if notice.kind != NoticeKind::Collection {
                                     read_in_batch.insert(notice.resource.clone(), changes.clone());
+                                    reads_made.push((
+                                        notice.source.clone(),
+                                        notice.resource.clone(),
+                                        read_at,
+                                        item.message_id.clone(),
+                                    ));
                                 }
                                 changes
                             }
@@ -242,6 +269,14 @@ impl Reconciler {
                         report.failed.push(item.message_id.clone());
                     }
                 }
+            }
+        }
+
+        // A read's changes were all applied when the message that asked for it succeeded, since
+        // a failed record fails every message with a change to it.
+        for (source, resource, read_at, message_id) in reads_made {
+            if !report.failed.contains(&message_id) {
+                self.recent_reads.remember(&source, &resource, read_at);
             }
         }
         report

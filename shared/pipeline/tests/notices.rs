@@ -127,3 +127,91 @@ async fn deleted_notice_reads_nothing() {
     assert!(report.failed.is_empty());
     assert_eq!(erp.reads.load(Ordering::SeqCst), 0);
 }
+
+/// A notice of item-1 received `received_secs_ago` seconds ago.
+fn notice_received(event: &str, received_secs_ago: i64) -> BatchItem {
+    let received_at = Utc::now() - chrono::Duration::seconds(received_secs_ago);
+    let notice = Notice {
+        integration: "demo".into(),
+        source: SystemId::new("erp"),
+        entity: EntityType::new("product"),
+        resource: "api/v2.0/companies(1)/items(item-1)".into(),
+        kind: NoticeKind::Updated,
+        event_id: event.into(),
+        occurred_at: received_at,
+        received_at,
+    };
+    BatchItem {
+        message_id: format!("m-{event}"),
+        body: message::encode_notice(&notice).unwrap().body,
+    }
+}
+
+#[tokio::test]
+async fn read_covers_notices_received_before_it_in_later_batches() {
+    let erp = Arc::new(ThinErp::default());
+    let storefront = Arc::new(Storefront::default());
+    let systems: BTreeMap<SystemId, Arc<dyn SystemClient>> = BTreeMap::from([
+        (SystemId::new("erp"), erp.clone() as Arc<dyn SystemClient>),
+        (SystemId::new("storefront"), storefront.clone() as Arc<dyn SystemClient>),
+    ]);
+    let rules = Arc::new(Rules::parse("rules.toml", RULES).unwrap());
+    let reconciler = Reconciler::new(rules, Arc::new(EmbeddedStore::new()), systems);
+
+    let first = reconciler.process_batch(&[notice_received("bc-1", 10)]).await;
+    assert!(first.failed.is_empty(), "{first:?}");
+    assert_eq!(erp.reads.load(Ordering::SeqCst), 1);
+
+    // Received before the first read started: that read already returned its change.
+    let covered = reconciler.process_batch(&[notice_received("bc-2", 5)]).await;
+    assert!(covered.failed.is_empty(), "{covered:?}");
+    assert_eq!(erp.reads.load(Ordering::SeqCst), 1, "a notice the read covered");
+
+    // Received after it: the resource may have changed since, so it is read again.
+    let fresh = reconciler.process_batch(&[notice_received("bc-3", -5)]).await;
+    assert!(fresh.failed.is_empty(), "{fresh:?}");
+    assert_eq!(erp.reads.load(Ordering::SeqCst), 2);
+}
+
+/// A storefront whose writes fail until told otherwise.
+#[derive(Debug, Default)]
+struct FailingStorefront {
+    failing: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl SystemClient for FailingStorefront {
+    async fn write(&self, _: &OutboundWrite) -> Result<WriteReceipt, SystemError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(SystemError::Unavailable {
+                system: SystemId::new("storefront"),
+                source: "down".into(),
+            });
+        }
+        Ok(WriteReceipt {
+            target_id: Some("1".into()),
+        })
+    }
+}
+
+#[tokio::test]
+async fn read_of_failed_batch_covers_nothing() {
+    let erp = Arc::new(ThinErp::default());
+    let storefront = Arc::new(FailingStorefront::default());
+    storefront.failing.store(true, Ordering::SeqCst);
+    let systems: BTreeMap<SystemId, Arc<dyn SystemClient>> = BTreeMap::from([
+        (SystemId::new("erp"), erp.clone() as Arc<dyn SystemClient>),
+        (SystemId::new("storefront"), storefront.clone() as Arc<dyn SystemClient>),
+    ]);
+    let rules = Arc::new(Rules::parse("rules.toml", RULES).unwrap());
+    let reconciler = Reconciler::new(rules, Arc::new(EmbeddedStore::new()), systems);
+
+    let failed = reconciler.process_batch(&[notice_received("bc-1", 10)]).await;
+    assert_eq!(failed.failed, ["m-bc-1"]);
+
+    // The redelivery is read again, because the first read's change may not have been applied.
+    storefront.failing.store(false, Ordering::SeqCst);
+    let redelivered = reconciler.process_batch(&[notice_received("bc-1", 10)]).await;
+    assert!(redelivered.failed.is_empty(), "{redelivered:?}");
+    assert_eq!(erp.reads.load(Ordering::SeqCst), 2);
+}
