@@ -17,6 +17,11 @@ use crate::{boxed, InvalidResponse, SetupError};
 /// Entries per SendMessageBatch call and messages per ReceiveMessage call, the SQS maximum.
 const SQS_BATCH_MAX: usize = 10;
 
+/// Body bytes per SendMessageBatch call: 256 KiB, the SQS limit on a batch's total payload that
+/// every queue has accepted. A product with many variants and a long description gives change
+/// messages that fill ten entries past it.
+const SQS_BATCH_BYTES: usize = 256 * 1024;
+
 /// Long-poll wait of [`Queue::receive`]: an empty queue returns after this many seconds.
 const RECEIVE_WAIT_SECS: i32 = 1;
 
@@ -271,7 +276,7 @@ impl SqsQueue {
 #[async_trait]
 impl Queue for SqsQueue {
     async fn send(&self, messages: &[OutgoingMessage]) -> Result<(), QueueError> {
-        for chunk in messages.chunks(SQS_BATCH_MAX) {
+        for chunk in batches(messages) {
             self.send_batch(&self.queue_url, chunk).await?;
         }
         Ok(())
@@ -454,9 +459,69 @@ fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> QueueEr
     QueueError::Unavailable { source: boxed(error) }
 }
 
+/// Splits messages into SendMessageBatch calls of at most [`SQS_BATCH_MAX`] entries and
+/// [`SQS_BATCH_BYTES`] body bytes, in order. A message larger than the byte limit goes alone.
+fn batches(messages: &[OutgoingMessage]) -> Vec<&[OutgoingMessage]> {
+    let mut batches = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, message) in messages.iter().enumerate() {
+        let size = message.body.len();
+        let full = index - start == SQS_BATCH_MAX || bytes + size > SQS_BATCH_BYTES;
+        if index > start && full {
+            batches.push(&messages[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        batches.push(&messages[start..]);
+    }
+    batches
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn messages(sizes: &[usize]) -> Vec<OutgoingMessage> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(index, size)| OutgoingMessage {
+                group_id: "g".to_owned(),
+                dedup_id: index.to_string(),
+                body: "x".repeat(*size),
+            })
+            .collect()
+    }
+
+    fn lengths(batches: &[&[OutgoingMessage]]) -> Vec<usize> {
+        batches.iter().map(|batch| batch.len()).collect()
+    }
+
+    #[test]
+    fn batches_hold_ten_entries() {
+        let small = messages(&[10; 23]);
+        assert_eq!(lengths(&batches(&small)), [10, 10, 3]);
+    }
+
+    #[test]
+    fn batches_stay_under_the_byte_limit() {
+        // Ten 30 KB messages are 300 KB, over the 256 KiB a batch may carry.
+        let large = messages(&[30_000; 10]);
+        let split = batches(&large);
+        assert_eq!(lengths(&split), [8, 2]);
+        for batch in &split {
+            assert!(batch.iter().map(|message| message.body.len()).sum::<usize>() <= SQS_BATCH_BYTES);
+        }
+    }
+
+    #[test]
+    fn oversized_message_goes_alone() {
+        let mixed = messages(&[100, SQS_BATCH_BYTES + 1, 100]);
+        assert_eq!(lengths(&batches(&mixed)), [1, 1, 1]);
+        assert!(batches(&[]).is_empty());
+    }
 
     fn sqs_message(attributes: &[(MessageSystemAttributeName, &str)]) -> Message {
         let mut message = Message::builder()

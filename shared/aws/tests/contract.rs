@@ -331,6 +331,19 @@ mod checks {
         assert_eq!(bodies(&received), ["first"]);
     }
 
+    /// Ten 30 KB changes, such as the variants of a product with a long description, are more
+    /// than one SQS batch may carry; all arrive, in order.
+    pub(crate) async fn large_messages_all_arrive(queue: &dyn Queue) {
+        let sent: Vec<OutgoingMessage> = (0..10)
+            .map(|index| message("g1", &format!("d{index}"), &format!("{index:02}{}", "x".repeat(30_000))))
+            .collect();
+        queue.send(&sent).await.unwrap();
+
+        let received = receive_and_delete(queue, sent.len()).await;
+        let expected: Vec<&str> = sent.iter().map(|message| message.body.as_str()).collect();
+        assert_eq!(bodies(&received), expected);
+    }
+
     pub(crate) async fn group_delivers_in_order(queue: &dyn Queue) {
         let sent: Vec<OutgoingMessage> = (0..12)
             .map(|index| message("g1", &format!("d{index}"), &format!("m{index}")))
@@ -592,6 +605,12 @@ macro_rules! queue_contract {
             async fn group_delivers_in_order() {
                 let Some(queue) = $setup().await else { return };
                 checks::group_delivers_in_order(&queue as &dyn Queue).await;
+            }
+
+            #[$test]
+            async fn large_messages_all_arrive() {
+                let Some(queue) = $setup().await else { return };
+                checks::large_messages_all_arrive(&queue as &dyn Queue).await;
             }
 
             #[$test]
