@@ -365,10 +365,18 @@ async fn order_notice_fetch_returns_canonical_lines() {
     let number = sandbox.sales_order_by_external("5001").unwrap().number;
     sandbox.ship_order_as_user(&number).unwrap();
     let shipped = client
-        .fetch(&notice(resource, NoticeKind::Updated, "order"))
+        .fetch(&notice(resource.clone(), NoticeKind::Updated, "order"))
         .await
         .unwrap();
     assert_eq!(field(&shipped[0], "status"), &Wire::Text("fulfilled".to_owned()));
+
+    // Query options a forged notice appends are not sent, so the read neither changes nor fails.
+    let forged = format!("{resource}?$expand=@127.0.0.1:18999&$select=number");
+    let read = client
+        .fetch(&notice(forged, NoticeKind::Updated, "order"))
+        .await
+        .unwrap();
+    assert_eq!(field(&read[0], "lines"), &expected_lines);
 }
 
 #[tokio::test]

@@ -526,7 +526,10 @@ impl SystemClient for BusinessCentralClient {
             }
             NoticeKind::Created | NoticeKind::Updated => {
                 let placeholder = RecordKey::new(self.config.integration.as_str(), notice.entity.clone(), "?");
+                // A single record is read with fieldsync's own query options only: options a
+                // forged notice appends would change the read or make it fail on every retry.
                 let mut url = self.url(&notice.resource)?;
+                url.set_query(None);
                 if collection == Collection::SalesOrders {
                     url.query_pairs_mut().append_pair("$expand", ORDER_LINES);
                 }
