@@ -1,7 +1,9 @@
 /**
  * Delivers undelivered rows of fieldsync's outbox custom record to fieldsync's webhook, in
- * signed batches. A row is marked delivered only after fieldsync responds with 2xx. Any
- * other outcome leaves it for the next run, which signs it again with a fresh timestamp.
+ * signed batches. A row is marked delivered only after fieldsync responds with 2xx. A batch
+ * answered 400 (a row fieldsync cannot read) is sent again row by row, and a row that alone gets
+ * 400 is marked rejected with the answer in the log, so it no longer holds back the others. Any
+ * other outcome leaves the rows for the next run, which signs them again with a fresh timestamp.
  *
  * Script parameter:
  * - custscript_fieldsync_webhook_url: fieldsync's ERP webhook URL,
@@ -30,7 +32,7 @@ define(['N/search', 'N/record', 'N/runtime', 'N/https', 'N/crypto', 'N/encode', 
     const getInputData = () =>
         search.create({
             type: OUTBOX,
-            filters: [['custrecord_fs_delivered', 'is', 'F']],
+            filters: [['custrecord_fs_delivered', 'is', 'F'], 'and', ['custrecord_fs_rejected', 'is', 'F']],
             columns: [search.createColumn({ name: 'internalid', sort: search.Sort.ASC }), 'custrecord_fs_event'],
         });
 
@@ -51,8 +53,8 @@ define(['N/search', 'N/record', 'N/runtime', 'N/https', 'N/crypto', 'N/encode', 
         return hmac.digest({ outputEncoding: encode.Encoding.BASE_64 });
     };
 
-    const reduce = (context) => {
-        const rows = context.values.map((value) => JSON.parse(value));
+    /** Posts rows as one signed delivery and returns the HTTP status, or 0 when no answer came. */
+    const post = (rows) => {
         // The outbox row id is the event id, identical on every retry of the row.
         const events = rows.map((row) => Object.assign({ eventId: `ns-outbox-${row.rowId}` }, JSON.parse(row.event)));
         const body = JSON.stringify({
@@ -62,8 +64,6 @@ define(['N/search', 'N/record', 'N/runtime', 'N/https', 'N/crypto', 'N/encode', 
         });
         const timestamp = Math.floor(Date.now() / 1000);
         const url = runtime.getCurrentScript().getParameter({ name: 'custscript_fieldsync_webhook_url' });
-
-        let code = 0;
         try {
             const response = https.post({
                 url,
@@ -74,17 +74,40 @@ define(['N/search', 'N/record', 'N/runtime', 'N/https', 'N/crypto', 'N/encode', 
                     'X-Fieldsync-Netsuite-Signature': `v1=${sign(timestamp, body)}`,
                 },
             });
-            code = response.code;
+            if (response.code === 400) {
+                log.error({ title: 'fieldsync rejected a delivery', details: response.body });
+            }
+            return response.code;
         } catch (error) {
             log.error({ title: 'fieldsync delivery failed', details: `${rows.length} rows: ${error.message}` });
+            return 0;
+        }
+    };
+
+    const mark = (row, field) => {
+        record.submitFields({ type: OUTBOX, id: row.rowId, values: { [field]: true } });
+    };
+
+    const reduce = (context) => {
+        const rows = context.values.map((value) => JSON.parse(value));
+        const code = post(rows);
+        if (code >= 200 && code < 300) {
+            rows.forEach((row) => mark(row, 'custrecord_fs_delivered'));
             return;
         }
-        if (code < 200 || code >= 300) {
-            log.error({ title: 'fieldsync delivery rejected', details: `HTTP ${code} for ${rows.length} rows; left for the next run` });
+        if (code !== 400) {
+            log.error({ title: 'fieldsync delivery not accepted', details: `HTTP ${code} for ${rows.length} rows; left for the next run` });
             return;
         }
+        // One unreadable row fails its whole batch, so each row is sent alone to find it.
         rows.forEach((row) => {
-            record.submitFields({ type: OUTBOX, id: row.rowId, values: { custrecord_fs_delivered: true } });
+            const alone = rows.length === 1 ? code : post([row]);
+            if (alone >= 200 && alone < 300) {
+                mark(row, 'custrecord_fs_delivered');
+            } else if (alone === 400) {
+                log.error({ title: 'fieldsync outbox row rejected', details: `row ${row.rowId}: ${row.event}` });
+                mark(row, 'custrecord_fs_rejected');
+            }
         });
     };
 

@@ -55,7 +55,8 @@ define(['N/record', 'N/runtime', 'N/log'], (record, runtime, log) => {
         return price === '' || price === null ? undefined : price;
     };
 
-    /** Collects the synced values, leaving out empty ones. */
+    /** Collects the synced values, leaving out empty ones except the quantity: NetSuite shows
+     *  no quantity available when none is, so an empty one is sent as 0. */
     const itemFields = (item) => {
         const fields = {
             itemid: item.getValue('itemid'),
@@ -93,6 +94,7 @@ define(['N/record', 'N/runtime', 'N/log'], (record, runtime, log) => {
         const outbox = record.create({ type: OUTBOX });
         outbox.setValue({ fieldId: 'custrecord_fs_event', value: JSON.stringify(event) });
         outbox.setValue({ fieldId: 'custrecord_fs_delivered', value: false });
+        outbox.setValue({ fieldId: 'custrecord_fs_rejected', value: false });
         const rowId = outbox.save();
         log.debug({ title: 'fieldsync outbox', details: `row ${rowId}: ${event.type} of item ${event.id}` });
     };

@@ -77,14 +77,16 @@ impl NetSuiteFormat {
     /// Reads one event into a change set, or `None` for an event fieldsync skips.
     fn change(&self, event: &Wire, request: &InboundRequest) -> Result<Option<ChangeSet>, Rejection> {
         let malformed = |reason: String| Rejection::Malformed { reason };
-        let event_id = event
-            .get("eventId")
-            .and_then(Wire::as_key)
-            .ok_or_else(|| malformed("event without \"eventId\"".to_owned()))?;
+        // Events of other record types are skipped whatever they carry, so a script that sends
+        // more than items never blocks the items' delivery.
         let record_type = event.get("recordType").and_then(Wire::as_text).unwrap_or_default();
         if !record_type.eq_ignore_ascii_case(INVENTORY_ITEM) {
             return Ok(None);
         }
+        let event_id = event
+            .get("eventId")
+            .and_then(Wire::as_key)
+            .ok_or_else(|| malformed("item event without \"eventId\"".to_owned()))?;
         match event.get("type").and_then(Wire::as_text) {
             Some("create" | "edit" | "xedit") => {}
             Some(_) => return Ok(None),
@@ -323,6 +325,12 @@ mod tests {
         let body = br#"{"account":"A","deliveryId":"d","events":[{"eventId":"ns-3","recordType":"inventoryitem","id":"503","type":"delete","occurredAt":"2025-06-01T10:00:02Z","fields":{"itemid":"MUG-OLD"}},{"eventId":"ns-4","recordType":"salesorder","id":"9","type":"create","occurredAt":"2025-06-01T10:00:02Z","fields":{}}]}"#;
         let normalized = format().normalize(&signed(body, NOW, SECRET)).unwrap();
         assert!(matches!(normalized, Normalized::Ignored { .. }), "{normalized:?}");
+    }
+
+    #[test]
+    fn other_record_type_needs_no_event_id() {
+        let body = br#"{"events":[{"recordType":"customer","id":"9","type":"edit"},{"eventId":"e","recordType":"inventoryitem","id":"1","type":"edit","occurredAt":"2025-06-01T10:00:00Z","fields":{"itemid":"A"}}]}"#;
+        assert_eq!(changes(body).len(), 1);
     }
 
     #[test]
