@@ -166,7 +166,12 @@ fn round_money(amount: Decimal, scale: u32) -> Decimal {
 }
 
 fn invalid(expected: &'static str, found: &Wire, reason: &'static str) -> InvalidValue {
-    let mut found = found.to_json().to_string();
+    // A number is shown with the sender's digits: through JSON output a long one would read as
+    // `1e+29`.
+    let mut found = match found {
+        Wire::Number(text) => text.clone(),
+        other => other.to_json().to_string(),
+    };
     if found.len() > 64 {
         let cut = (0..=64).rev().find(|&index| found.is_char_boundary(index)).unwrap_or(0);
         found.truncate(cut);
@@ -194,6 +199,16 @@ impl fmt::Display for FieldValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn invalid_number_keeps_its_digits() {
+        let digits = "123456789012345678901234567890.5";
+        let error = super::FieldType::Money { scale: 2 }
+            .parse(&super::Wire::Number(digits.to_owned()))
+            .unwrap_err();
+        assert_eq!(error.found, digits);
+        assert_eq!(error.reason, "not a decimal number");
+    }
+
     use super::*;
 
     fn money(text: &str) -> Decimal {
