@@ -8,6 +8,8 @@
 //!    shows the ERP's price again.
 //! e. The ERP webhook of step c arrives twice more, once late and out of order; nothing is written.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -46,17 +48,31 @@ impl Checks {
 
 /// Runs the story and returns success only when both sandboxes end in the expected state.
 pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
+    play_story(
+        options,
+        "every field is with its owner on both sides, and no write was repeated.",
+        |stack, checks| Box::pin(play(stack, checks)),
+    )
+    .await
+}
+
+/// The steps of a story, borrowing the running stack and the checks they add to.
+pub(crate) type BoxedSteps<'a> = Pin<Box<dyn Future<Output = anyhow::Result<()>> + 'a>>;
+
+/// Starts the local stack, plays a story on it, stops the stack, and returns success only when
+/// every check passed and no message reached the dead-letter queue.
+pub(crate) async fn play_story(
+    options: LocalOptions,
+    success: &str,
+    steps: impl for<'a> FnOnce(&'a LocalStack, &'a mut Checks) -> BoxedSteps<'a>,
+) -> anyhow::Result<ExitCode> {
     let stack = LocalStack::start(options).await?;
     let mut checks = Checks::default();
-    let result = play(&stack, &mut checks).await;
+    let result = steps(&stack, &mut checks).await;
     let dead_letters = stack.dead_letters().await;
     stack.shutdown().await;
     result?;
-    Ok(finish(
-        checks,
-        dead_letters,
-        "every field is with its owner on both sides, and no write was repeated.",
-    ))
+    Ok(finish(checks, dead_letters, success))
 }
 
 /// Prints the verdict of a story and returns its exit code: success only when every check

@@ -17,7 +17,7 @@ use fieldsync_local::{LocalError, LocalOptions, LocalStack};
 use fieldsync_sandbox::erpnext::{ErpNextHandle, Item, ItemEdit};
 use fieldsync_sandbox::storefront::{ProductEdit, ProductStatus};
 
-use crate::demo::{finish, heading, Checks};
+use crate::demo::{heading, play_story, Checks};
 use crate::table::{print_product_rows, storefront_value};
 
 const SKU: &str = "MUG-RED";
@@ -28,17 +28,12 @@ const FIELDS: [&str; 6] = ["name", "price", "meta_title", "meta_description", "h
 
 /// Runs the story and returns success only when both sandboxes end in the expected state.
 pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
-    let stack = LocalStack::start(options).await?;
-    let mut checks = Checks::default();
-    let result = play(&stack, &mut checks).await;
-    let dead_letters = stack.dead_letters().await;
-    stack.shutdown().await;
-    result?;
-    Ok(finish(
-        checks,
-        dead_letters,
+    play_story(
+        options,
         "every field is with its owner in ERPNext and the storefront, and no write was repeated.",
-    ))
+        |stack, checks| Box::pin(play(stack, checks)),
+    )
+    .await
 }
 
 async fn play(stack: &LocalStack, checks: &mut Checks) -> anyhow::Result<()> {

@@ -2,8 +2,8 @@
 //!
 //! a. A person creates item MUG-RED in NetSuite; the outbox delivers it, and the storefront gets
 //!    an unpublished product with its name, price and stock.
-//! b. Marketing edits the meta description and the URL handle on the storefront; the meta
-//!    description flows back into the item by a REST PATCH, the handle stays a storefront field.
+//! b. Marketing edits the meta description and the URL handle on the storefront. The meta
+//!    description flows back into the item by a REST PATCH, and the handle stays on the storefront.
 //! c. NetSuite changes price and name; the storefront follows, marketing fields untouched.
 //! d. Someone edits the price on the storefront; it is logged as `not_owner` and written back.
 //! e. The outbox delivery of step c arrives twice more; nothing is written.
@@ -21,7 +21,7 @@ use fieldsync_sandbox::netsuite::{Item, ItemEdit, NetSuiteHandle};
 use fieldsync_sandbox::woocommerce::{ProductEdit as WooCommerceEdit, WooCommerceHandle};
 use rust_decimal::Decimal;
 
-use crate::demo::{finish, heading, money, Checks};
+use crate::demo::{heading, money, play_story, Checks};
 use crate::table::{print_rows_of, Sides};
 
 const SKU: &str = "MUG-RED";
@@ -159,17 +159,12 @@ fn cents(amount: Decimal) -> String {
 
 /// Runs the story and returns success only when both sandboxes end in the expected state.
 pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
-    let stack = LocalStack::start(options).await?;
-    let mut checks = Checks::default();
-    let result = play(&stack, &mut checks).await;
-    let dead_letters = stack.dead_letters().await;
-    stack.shutdown().await;
-    result?;
-    Ok(finish(
-        checks,
-        dead_letters,
+    play_story(
+        options,
         "every field is with its owner in NetSuite and the storefront, within the account's concurrency limit.",
-    ))
+        |stack, checks| Box::pin(play(stack, checks)),
+    )
+    .await
 }
 
 async fn play(stack: &LocalStack, checks: &mut Checks) -> anyhow::Result<()> {

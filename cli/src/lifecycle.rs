@@ -21,7 +21,7 @@ use fieldsync_local::{LocalOptions, LocalStack, ERP_WEBHOOK_SECRET};
 use fieldsync_sandbox::erp::ItemEdit;
 use fieldsync_sandbox::{Delivery, Document, DocumentKind};
 
-use crate::demo::{finish, heading, money, resend, Checks};
+use crate::demo::{heading, money, play_story, resend, Checks};
 use crate::table::print_rows;
 
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,17 +34,12 @@ struct Tracked {
 
 /// Runs the story and returns success only when both sandboxes end in the expected state.
 pub(crate) async fn run(options: LocalOptions) -> anyhow::Result<ExitCode> {
-    let stack = LocalStack::start(options).await?;
-    let mut checks = Checks::default();
-    let result = play(&stack, &mut checks).await;
-    let dead_letters = stack.dead_letters().await;
-    stack.shutdown().await;
-    result?;
-    Ok(finish(
-        checks,
-        dead_letters,
+    play_story(
+        options,
         "every record reached its end state on both sides, and nothing was written twice.",
-    ))
+        |stack, checks| Box::pin(play(stack, checks)),
+    )
+    .await
 }
 
 async fn play(stack: &LocalStack, checks: &mut Checks) -> anyhow::Result<()> {

@@ -108,12 +108,7 @@ impl WebhookFormat for ShopifyFormat {
             });
         };
 
-        let occurred_at = body
-            .get("updated_at")
-            .and_then(Wire::as_text)
-            .and_then(parse_offset_time)
-            .or_else(|| request.header("x-shopify-triggered-at").and_then(parse_offset_time))
-            .unwrap_or(request.received_at);
+        let occurred_at = occurred_at(&body, request);
         let key = document_key(entity, &body, Some(id.clone())).unwrap_or_else(|| id.clone());
         let template = ChangeSet {
             record: RecordKey::new(self.integration.as_str(), entity, key),
@@ -149,12 +144,7 @@ impl ShopifyFormat {
                 reason: format!("{topic} payload has no inventory_item_id"),
             });
         };
-        let occurred_at = body
-            .get("updated_at")
-            .and_then(Wire::as_text)
-            .and_then(parse_offset_time)
-            .or_else(|| request.header("x-shopify-triggered-at").and_then(parse_offset_time))
-            .unwrap_or(request.received_at);
+        let occurred_at = occurred_at(&body, request);
         Ok(Normalized::Notices(vec![Notice {
             integration: self.integration.clone(),
             source: self.source.clone(),
@@ -166,6 +156,16 @@ impl ShopifyFormat {
             received_at: request.received_at,
         }]))
     }
+}
+
+/// Returns when the change happened: the payload's `updated_at`, else `X-Shopify-Triggered-At`,
+/// else the receive time.
+fn occurred_at(body: &Wire, request: &InboundRequest) -> chrono::DateTime<chrono::Utc> {
+    body.get("updated_at")
+        .and_then(Wire::as_text)
+        .and_then(parse_offset_time)
+        .or_else(|| request.header("x-shopify-triggered-at").and_then(parse_offset_time))
+        .unwrap_or(request.received_at)
 }
 
 /// Returns the event id, identical across retries and subscriptions of one event where Shopify
