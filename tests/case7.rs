@@ -1,7 +1,7 @@
 //! Thin webhooks read back through the platform's API: BigCommerce SKU inventory events and a
 //! WooCommerce variable product that lists only its variation ids. The webhooks are the exact
-//! signed bytes the sandboxes send; the format turns them into notices, the reconciler reads
-//! each parent product once per batch through the connector, and the decision log shows which
+//! signed bytes the sandboxes send. The format turns them into notices, and the reconciler reads
+//! each parent product once per batch through the connector. The decision log then shows which
 //! fields actually changed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

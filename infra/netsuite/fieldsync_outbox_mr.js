@@ -1,9 +1,10 @@
 /**
  * Delivers undelivered rows of fieldsync's outbox custom record to fieldsync's webhook, in
- * signed batches. A row is marked delivered only after fieldsync responds with 2xx. A batch
- * answered 400 (a row fieldsync cannot read) is sent again row by row, and a row that alone gets
- * 400 is marked rejected with the answer in the log, so it no longer holds back the others. Any
- * other outcome leaves the rows for the next run, which signs them again with a fresh timestamp.
+ * signed batches. A row is marked delivered only after fieldsync responds with 2xx. When a
+ * batch gets 400 (a row fieldsync cannot read), its rows are sent again one at a time. A row that
+ * gets 400 alone is marked rejected and fieldsync's response is logged, so it no longer blocks
+ * the others. Any other outcome leaves the rows for the next run, which signs them again with a
+ * fresh timestamp.
  *
  * Script parameter:
  * - custscript_fieldsync_webhook_url: fieldsync's ERP webhook URL,
@@ -53,7 +54,7 @@ define(['N/search', 'N/record', 'N/runtime', 'N/https', 'N/crypto', 'N/encode', 
         return hmac.digest({ outputEncoding: encode.Encoding.BASE_64 });
     };
 
-    /** Posts rows as one signed delivery and returns the HTTP status, or 0 when no answer came. */
+    /** Posts rows as one signed delivery and returns the HTTP status, or 0 when no response came. */
     const post = (rows) => {
         // The outbox row id is the event id, identical on every retry of the row.
         const events = rows.map((row) => Object.assign({ eventId: `ns-outbox-${row.rowId}` }, JSON.parse(row.event)));

@@ -331,8 +331,8 @@ mod checks {
         assert_eq!(bodies(&received), ["first"]);
     }
 
-    /// Ten 30 KB changes, such as the variants of a product with a long description, are more
-    /// than one SQS batch may carry; all arrive, in order.
+    /// Sends ten 30 KB changes, such as the variants of a product with a long description, which
+    /// are more than one SQS batch may carry, and checks that all arrive in order.
     pub(crate) async fn large_messages_all_arrive(queue: &dyn Queue) {
         let sent: Vec<OutgoingMessage> = (0..10)
             .map(|index| message("g1", &format!("d{index}"), &format!("{index:02}{}", "x".repeat(30_000))))

@@ -99,7 +99,8 @@ pub struct OutboundWrite {
     /// The record's id in the target, when known.
     pub target_id: Option<String>,
     pub fields: BTreeMap<FieldName, FieldValue>,
-    /// The value the target had before, for each field of `fields` where fieldsync knows it. A
+    /// The value the target had before, for each field of `fields` whose earlier value fieldsync
+    /// recorded. A
     /// connector whose target takes deltas (inventory adjustments) sends the difference, so
     /// changes the target made meanwhile, such as sales, are kept.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -363,7 +363,7 @@ pub struct Connection {
     pub connector_file: Option<Arc<ConnectorFile>>,
     /// Requests a NetSuite connection may have open at once across every reconciler.
     pub concurrency_limit: Option<u32>,
-    /// The governor that holds that limit, shared by every reconciler (the state table in AWS).
+    /// The governor that enforces that limit, shared by every reconciler (the state table in AWS).
     pub governor: Option<Arc<dyn ConcurrencyGovernor>>,
 }
 

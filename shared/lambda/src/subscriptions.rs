@@ -39,7 +39,7 @@ pub fn subscribed_collections(rules: &Rules) -> Vec<Collection> {
         .collect()
 }
 
-/// Where a Business Central subscription sends its notifications.
+/// The notification address and identity of a Business Central subscription.
 #[derive(Debug, Clone, Copy)]
 pub struct Subscriber<'a> {
     pub integration: &'a str,

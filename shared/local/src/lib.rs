@@ -157,7 +157,7 @@ pub struct LocalOptions {
     /// Requests the NetSuite connector may have open at once, across every reconciler worker.
     pub netsuite_concurrency_limit: u32,
     /// Reconciler workers running at once, like concurrent Lambda instances. Each takes its own
-    /// batches; FIFO order per message group holds across them.
+    /// batches, and the queue keeps each message group in order across them.
     pub workers: usize,
     /// Messages per batch a worker takes.
     pub batch_size: usize,

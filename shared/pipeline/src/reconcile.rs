@@ -128,7 +128,7 @@ pub struct Reconciler {
     rules: Arc<Rules>,
     store: Arc<dyn RecordStore>,
     systems: BTreeMap<SystemId, Arc<dyn SystemClient>>,
-    /// Shared by clones, so every worker of a process knows the reads the others applied.
+    /// Shared by clones, so every worker of a process sees the reads the others applied.
     recent_reads: Arc<RecentReads>,
 }
 

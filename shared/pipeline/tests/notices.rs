@@ -128,7 +128,7 @@ async fn deleted_notice_reads_nothing() {
     assert_eq!(erp.reads.load(Ordering::SeqCst), 0);
 }
 
-/// A notice of item-1 received `received_secs_ago` seconds ago.
+/// Builds a queued notice of item-1 that was received `received_secs_ago` seconds ago.
 fn notice_received(event: &str, received_secs_ago: i64) -> BatchItem {
     let received_at = Utc::now() - chrono::Duration::seconds(received_secs_ago);
     let notice = Notice {
@@ -148,7 +148,7 @@ fn notice_received(event: &str, received_secs_ago: i64) -> BatchItem {
 }
 
 #[tokio::test]
-async fn read_covers_notices_received_before_it_in_later_batches() {
+async fn read_covers_earlier_notices_later() {
     let erp = Arc::new(ThinErp::default());
     let storefront = Arc::new(Storefront::default());
     let systems: BTreeMap<SystemId, Arc<dyn SystemClient>> = BTreeMap::from([
@@ -173,7 +173,7 @@ async fn read_covers_notices_received_before_it_in_later_batches() {
     assert_eq!(erp.reads.load(Ordering::SeqCst), 2);
 }
 
-/// A storefront whose writes fail until told otherwise.
+/// A storefront whose writes fail while `failing` is set.
 #[derive(Debug, Default)]
 struct FailingStorefront {
     failing: std::sync::atomic::AtomicBool,

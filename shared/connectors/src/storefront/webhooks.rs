@@ -1,8 +1,8 @@
 //! Webhook subscriptions of a Shopify store, kept in line with the topics fieldsync reads.
 //!
-//! Subscriptions made through the Admin API belong to the shop and the app; ones declared in the
-//! app's configuration file are not listed by the `webhookSubscriptions` query and are left
-//! alone. Both kinds sign with the app's client secret.
+//! Subscriptions made through the Admin API belong to the shop and the app. Subscriptions declared
+//! in the app's configuration file are not listed by the `webhookSubscriptions` query, so they are
+//! left alone. Both kinds sign with the app's client secret.
 
 use fieldsync_core::ports::SystemError;
 use fieldsync_core::RecordKey;
@@ -16,7 +16,7 @@ use super::ShopifyClient;
 /// The metafield namespaces whose values fieldsync reads from product payloads.
 const METAFIELD_NAMESPACES: [&str; 2] = ["global", "fieldsync"];
 
-/// What registering one topic did.
+/// The outcome of registering one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Registration {
     /// A subscription already sent the topic to the address.
@@ -67,8 +67,8 @@ impl ShopifyClient {
                 registrations.push(Registration::Kept { topic, id: id.clone() });
                 continue;
             }
-            // One subscription of the topic elsewhere is an old address of this integration; with
-            // several, the others may serve other apps' purposes, so a new one is added instead.
+            // A single subscription of the topic elsewhere is an old address of this integration.
+            // With several, the others may serve other purposes, so a new one is added instead.
             if let [(id, _, from)] = of_topic.as_slice() {
                 let variables = json!({"id": id, "webhookSubscription": {"callbackUrl": address}});
                 let data = self.graphql(&record, WEBHOOK_SUBSCRIPTION_UPDATE, variables).await?;

@@ -417,8 +417,8 @@ impl SystemClient for WooCommerceClient {
         let shared = product_fields(&product);
 
         if product.get("type").and_then(Wire::as_text) != Some("variable") {
-            // The SKU is the record key; a product without one cannot be matched to an ERP item,
-            // and its WooCommerce id could equal another item's SKU.
+            // The SKU is the record key. A product without one cannot be matched to an ERP item,
+            // because its WooCommerce id could equal another item's SKU.
             let Some(key) = product.get("sku").and_then(Wire::as_key) else {
                 tracing::info!(product_id = id, "product without SKU skipped");
                 return Ok(Vec::new());

@@ -77,8 +77,8 @@ impl NetSuiteFormat {
     /// Reads one event into a change set, or `None` for an event fieldsync skips.
     fn change(&self, event: &Wire, request: &InboundRequest) -> Result<Option<ChangeSet>, Rejection> {
         let malformed = |reason: String| Rejection::Malformed { reason };
-        // Events of other record types are skipped whatever they carry, so a script that sends
-        // more than items never blocks the items' delivery.
+        // Events of other record types are skipped before any check, so a malformed one does not
+        // make the items of the same delivery fail.
         let record_type = event.get("recordType").and_then(Wire::as_text).unwrap_or_default();
         if !record_type.eq_ignore_ascii_case(INVENTORY_ITEM) {
             return Ok(None);

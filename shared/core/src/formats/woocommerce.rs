@@ -373,8 +373,8 @@ mod tests {
 
     #[test]
     fn vector_v2_name_keeps_non_ascii() {
-        // The vector's product has no SKU, so the receiver acknowledges it without a change; its
-        // values are still read from the raw bytes as a product with a SKU would be.
+        // The vector's product has no SKU, so the receiver acknowledges it without a change. Its
+        // values are still read from the raw bytes, as those of a product with a SKU would be.
         let normalized = format(&[V2_SECRET])
             .normalize(&product_request(V2_BODY, "product.updated"))
             .unwrap();
@@ -389,7 +389,7 @@ mod tests {
     }
 
     #[test]
-    fn product_without_sku_never_takes_its_id_as_key() {
+    fn product_without_sku_is_ignored() {
         let body = br#"{"id":7001,"type":"simple","name":"Gift card","sku":"","regular_price":"25.00"}"#;
         let normalized = format(&["s"])
             .normalize(&product_request(body, "product.updated"))

@@ -712,6 +712,7 @@ fn webhook_subscription_create(
     let input: WebhookSubscriptionInput = required_argument(arguments, "webhookSubscription")?;
     let failed =
         |error: Value| mutation_result(json!({"webhookSubscription": null, "userErrors": [error]}), Vec::new());
+
     if !WEBHOOK_TOPICS.contains(&topic.as_str()) {
         return Err(InvalidInput(format!(
             "argument 'topic' has an invalid value: {topic} is not a supported topic"
@@ -728,11 +729,11 @@ fn webhook_subscription_create(
         Ok(address) => address,
         Err(error) => return Ok(failed(error)),
     };
-    let taken = store
+    let already_subscribed = store
         .subscriptions
         .iter()
         .any(|subscription| subscription.topic == topic && subscription.callback_url == address);
-    if taken {
+    if already_subscribed {
         let field = &["webhookSubscription", "callbackUrl"];
         return Ok(failed(user_error(
             field,
@@ -740,6 +741,7 @@ fn webhook_subscription_create(
             None,
         )));
     }
+
     let subscription = WebhookSubscription {
         id: store.allocate_id(),
         topic,
